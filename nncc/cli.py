@@ -1,0 +1,151 @@
+"""Command line: `nncc compile|run|validate|analyze`. Parses arguments, calls the pipeline and
+turns every NnccError into one line on stderr with a non-zero exit status."""
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from pathlib import Path
+
+import numpy as np
+
+from . import __version__
+from .errors import NnccError, UsageError
+from .frontend import parse_input_shapes
+from .table import format_table
+
+
+def _common(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--input-shape", action="append", metavar="NAME=DIMS",
+                   help="pin an input's shape, e.g. input=1,3,96,96 (repeatable)")
+    p.add_argument("-O", dest="opt", type=int, choices=[0, 1, 2], default=2,
+                   help="optimisation level: -O0 no passes, -O2 all (default)")
+
+
+def build_parser() -> argparse.ArgumentParser:
+    ap = argparse.ArgumentParser(prog="nncc", description="ONNX to portable C for microcontrollers")
+    ap.add_argument("--version", action="version", version=f"nncc {__version__}")
+    sub = ap.add_subparsers(dest="cmd", required=True)
+
+    p = sub.add_parser("compile", help="compile an ONNX model into a C project")
+    p.add_argument("model")
+    p.add_argument("-o", "--output", required=True, metavar="DIR")
+    p.add_argument("--force", action="store_true", help="overwrite what nncc wrote in DIR")
+    p.add_argument("--name", help="C prefix of every generated symbol (default: file name)")
+    p.add_argument("--target", default="host")
+    p.add_argument("--align", type=int, default=4, choices=[4, 8, 16])
+    p.add_argument("--quantize", choices=["int8", "int16"])
+    _common(p)
+
+    p = sub.add_parser("run", help="run a compiled project on the host")
+    p.add_argument("project")
+    p.add_argument("--inputs", required=True, metavar="IN.npz")
+    p.add_argument("--out", required=True, metavar="OUT.npz")
+
+    p = sub.add_parser("validate", help="compile, run on the host and compare with the reference")
+    p.add_argument("model")
+    p.add_argument("--inputs", metavar="IN.npz", help="default: 3 seeded random samples")
+    p.add_argument("--target", default="host")
+    p.add_argument("--rtol", type=float, default=1e-4)
+    p.add_argument("--atol", type=float, default=1e-5)
+    _common(p)
+
+    p = sub.add_parser("analyze", help="per-layer MACs, parameters, weights and activations")
+    p.add_argument("model")
+    p.add_argument("--json", action="store_true", help="print report.json instead of a table")
+    p.add_argument("--plot", metavar="FILE", help="(not yet available) memory plan picture")
+    _common(p)
+    return ap
+
+
+def _check_target(target: str) -> None:
+    if target != "host":
+        raise UsageError(f"--target {target}: only 'host' is available in this version")
+
+
+def cmd_compile(a) -> int:
+    from .compiler import compile_model
+    _check_target(a.target)
+    if a.quantize:
+        raise UsageError("--quantize is not available in this version (float32 only)")
+    res = compile_model(a.model, a.output, name=a.name, force=a.force, opt_level=a.opt,
+                        input_shapes=parse_input_shapes(a.input_shape), align=a.align)
+    r = res.report
+    print(f"wrote {res.out_dir}/{r['model']}.c: {len(r['layers'])} layers, {r['macs']:,} MACs, "
+          f"weights {r['weights_bytes']:,} B, arena {r['arena_bytes']:,} B "
+          f"(lower bound {r['arena_lower_bound_bytes']:,} B, naive {r['arena_naive_bytes']:,} B)")
+    return 0
+
+
+def cmd_run(a) -> int:
+    from .compiler import read_report
+    from .host import HostModel
+    from .npzio import join_samples, load_npz, split_samples
+    report = read_report(Path(a.project))
+    samples, batched = split_samples(load_npz(a.inputs), report["inputs"])
+    host = HostModel(a.project, report)
+    try:
+        outs = [host.run(s) for s in samples]
+    finally:
+        host.close()
+    np.savez(a.out, **join_samples(outs, report["outputs"], batched))
+    print(f"ran {len(samples)} sample(s); wrote {a.out}")
+    return 0
+
+
+def cmd_validate(a) -> int:
+    from .npzio import load_npz, split_samples
+    from .validate import validate
+    _check_target(a.target)
+    shapes = parse_input_shapes(a.input_shape)
+    samples = None
+    if a.inputs:
+        from .compiler import analyze, load
+        g = load(a.model, shapes, a.opt)
+        samples, _ = split_samples(load_npz(a.inputs), analyze(g).report["inputs"])
+    v = validate(a.model, samples, rtol=a.rtol, atol=a.atol, input_shapes=shapes, opt_level=a.opt)
+    rows = [[s, o, ref, *m.row()] for s, o, ref, m in v.rows]
+    print(format_table(["sample", "output", "oracle", "max abs", "max rel", "cosine", "result"], rows))
+    print(f"{'PASS' if v.ok else 'FAIL'} (rtol {a.rtol:g}, atol {a.atol:g})")
+    return 0 if v.ok else 1
+
+
+def cmd_analyze(a) -> int:
+    from .compiler import analyze, load
+    if a.plot:
+        raise UsageError("--plot is not available in this version")
+    g = load(a.model, parse_input_shapes(a.input_shape), a.opt)
+    r = analyze(g).report
+    if a.json:
+        print(json.dumps(r, indent=2))
+        return 0
+    rows = [[ly["name"], ly["op"], "x".join(map(str, ly["output_shape"])), f"{ly['macs']:,}",
+             f"{ly['params']:,}", f"{ly['weights_bytes']:,}", f"{ly['out_bytes']:,}"]
+            for ly in r["layers"]]
+    rows.append(["total", "", "", f"{r['macs']:,}", f"{r['params']:,}", f"{r['weights_bytes']:,}",
+                 f"{sum(ly['out_bytes'] for ly in r['layers']):,}"])
+    print(format_table(["layer", "op", "output", "MACs", "params", "weight B", "activation B"],
+                       rows, total_row=True))
+    print(f"arena {r['arena_bytes']:,} B (lower bound {r['arena_lower_bound_bytes']:,} B, "
+          f"naive {r['arena_naive_bytes']:,} B)")
+    return 0
+
+
+COMMANDS = {"compile": cmd_compile, "run": cmd_run, "validate": cmd_validate,
+            "analyze": cmd_analyze}
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    try:
+        return COMMANDS[args.cmd](args)
+    except NnccError as e:
+        msg = " ".join(str(e).split())
+        print(f"nncc: error: {msg}", file=sys.stderr)
+        return 1
+    except KeyboardInterrupt:
+        return 130
+
+
+if __name__ == "__main__":
+    sys.exit(main())

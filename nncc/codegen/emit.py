@@ -1,0 +1,157 @@
+"""Emit: IR + memory plan -> a C project directory.
+
+Python gathers names, shapes, offsets and constants; every line of C comes from templates/ or
+runtime_c/. Files written: NAME.h, NAME.c, NAME_weights.h, nncc_runtime.h, Makefile, report.json.
+"""
+from __future__ import annotations
+
+import json
+import shutil
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+
+from ..ir import Graph, TensorInfo
+from ..memory import MemoryPlan
+from ..ops import make_op
+from ..resources import resource_dir
+from .cnames import Namer
+from .env import make_env
+
+# Above this many weight bytes, weights are emitted as one byte-string blob: gcc parses a
+# string literal ~10x faster and in a third of the memory of a list of float literals.
+BLOB_THRESHOLD = 1 << 20
+CTYPES = {"float32": "float", "int8": "int8_t", "uint8": "uint8_t", "int16": "int16_t",
+          "int32": "int32_t", "int64": "int64_t"}
+
+
+@dataclass
+class TensorRef:
+    """How generated code reaches one tensor."""
+    name: str
+    cname: str
+    shape: tuple
+    size: int
+    ctype: str
+    kind: str  # "input", "output", "const", "arena"
+    offset: int = 0
+    data: np.ndarray | None = field(default=None, repr=False)
+
+
+@dataclass
+class Weights:
+    tensors: list[TensorRef]
+    blob: bytes | None  # raw little-endian bytes when emitted as a blob
+    offsets: dict[str, int]
+
+
+class Emitter:
+    def __init__(self, g: Graph, plan: MemoryPlan, prefix: str, target_dir: Path | None = None,
+                 blob_threshold: int = BLOB_THRESHOLD):
+        self.g, self.plan, self.prefix = g, plan, prefix
+        self.env = make_env(target_dir)
+        self.namer = Namer()
+        self.blob_threshold = blob_threshold
+        self.refs: dict[str, TensorRef] = {}
+        self._make_refs()
+
+    def _make_refs(self) -> None:
+        g = self.g
+        for i, t in enumerate(g.inputs):
+            self._ref(t, "input", self.namer(t, "in") if len(g.inputs) > 1 else "input")
+        for t in g.outputs:
+            if t not in self.refs:
+                self._ref(t, "output", self.namer(t, "out") if len(g.outputs) > 1 else "output")
+        for t in g.used_constants():
+            if t not in self.refs:
+                self._ref(t, "const", self.namer(t, "w"))
+        for t in g.intermediates():
+            self._ref(t, "arena", self.namer(t, "t"), self.plan.offsets[t])
+
+    def _ref(self, t: str, kind: str, cname: str, offset: int = 0) -> None:
+        info: TensorInfo = self.g.tensors[t]
+        self.refs[t] = TensorRef(t, cname, tuple(info.shape), info.size, CTYPES[info.dtype], kind,
+                                 offset, info.data)
+
+    # -- pieces -------------------------------------------------------------------------------
+    def weights(self) -> Weights:
+        consts = [r for r in self.refs.values() if r.kind == "const"]
+        total = sum(r.data.nbytes for r in consts)
+        if total <= self.blob_threshold:
+            return Weights(consts, None, {})
+        offsets, chunks, pos = {}, [], 0
+        for r in consts:
+            raw = np.ascontiguousarray(r.data).astype(r.data.dtype.newbyteorder("<")).tobytes()
+            pad = -pos % 16  # keep every tensor 16-byte aligned inside the blob
+            chunks.append(b"\0" * pad + raw)
+            pos += pad
+            offsets[r.name] = pos
+            pos += len(raw)
+        return Weights(consts, b"".join(chunks), offsets)
+
+    def kernels(self) -> list[dict]:
+        out = []
+        for i, node in enumerate(self.g.nodes()):
+            op = make_op(node)
+            ins = [self.g.tensors[t] if t else None for t in node.inputs]
+            outs = [self.g.tensors[t] for t in node.outputs if t]
+            args, call = [], []
+            for j, t in enumerate(node.inputs):
+                if t and j not in op.const_inputs:
+                    args.append({"name": f"x{j}", "const": True, "ctype": self.refs[t].ctype})
+                    call.append(self.refs[t])
+            for j, t in enumerate(node.outputs):
+                if t:
+                    args.append({"name": f"y{j}", "const": False, "ctype": self.refs[t].ctype})
+                    call.append(self.refs[t])
+            k = {"fn": f"node_{i}", "name": node.name, "op": node.op, "attrs": node.attrs,
+                 "ins": ins, "outs": outs, "args": args, "call": call, "kernel": node.kernel}
+            k.update(op.context(ins, outs))
+            k["code"] = self.env.get_template(op.template).render(k=k)
+            out.append(k)
+        return out
+
+    # -- files --------------------------------------------------------------------------------
+    def outputs_and_copies(self) -> tuple[list[TensorRef], list[dict]]:
+        """One parameter per graph output. Outputs no node writes into the caller's buffer
+        (a graph input, a constant, an output listed twice) are copied at the end of run()."""
+        params, copies, first = [], [], {}
+        for t in self.g.outputs:
+            r = self.refs[t]
+            if t in first or r.kind != "output":
+                p = TensorRef(t, self.namer(t, "out"), r.shape, r.size, r.ctype, "output")
+                copies.append({"src": first.get(t, r), "dst": p})
+            else:
+                p = r
+            first.setdefault(t, p)
+            params.append(p)
+        return params, copies
+
+    def context(self) -> dict:
+        g = self.g
+        outputs, copies = self.outputs_and_copies()
+        return {
+            "prefix": self.prefix, "PREFIX": self.prefix.upper(), "model": g.name,
+            "inputs": [self.refs[t] for t in g.inputs], "outputs": outputs,
+            "arena_bytes": max(self.plan.arena_bytes, 1),
+            "weights": self.weights(), "kernels": self.kernels(), "copies": copies,
+        }
+
+    def write(self, out_dir: Path, report: dict) -> list[Path]:
+        ctx = self.context()
+        files = {
+            f"{self.prefix}.h": self.env.get_template("model.h.j2").render(**ctx),
+            f"{self.prefix}.c": self.env.get_template("model.c.j2").render(**ctx),
+            f"{self.prefix}_weights.h": self.env.get_template("weights.h.j2").render(**ctx),
+            "Makefile": self.env.get_template("Makefile.j2").render(**ctx),
+            "report.json": json.dumps(report, indent=2) + "\n",
+        }
+        written = []
+        for name, text in files.items():
+            (out_dir / name).write_text(text)
+            written.append(out_dir / name)
+        for src in sorted(resource_dir("runtime_c").glob("*.h")):
+            shutil.copyfile(src, out_dir / src.name)
+            written.append(out_dir / src.name)
+        return written

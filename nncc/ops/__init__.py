@@ -1,0 +1,102 @@
+"""Operator registry: one class per ONNX operator (suffixed per opset where semantics changed).
+
+Each class owns everything nncc knows about its operator: attribute parsing (refusing what it
+cannot compile), shape inference (`infer`), the numpy reference (`reference`), the cost model
+(`macs`) and the data its C template needs (`context`). No other module does shape math.
+"""
+from __future__ import annotations
+
+import importlib
+
+import numpy as np
+
+from ..errors import UnsupportedOp
+from ..ir import Node, TensorInfo
+
+# op type -> list of (since_opset, class), ascending
+OPS: dict[str, list[tuple[int, type["Op"]]]] = {}
+
+Out = tuple[tuple[int, ...], str]  # (shape, dtype) of one output
+
+
+def register(op_type: str, since: int = 1):
+    def deco(cls):
+        variants = OPS.setdefault(op_type, [])
+        if any(s == since for s, _ in variants):
+            raise ValueError(f"{op_type} registered twice for opset {since}")
+        variants.append((since, cls))
+        variants.sort(key=lambda v: v[0])
+        cls.op_type = op_type
+        return cls
+    return deco
+
+
+def op_class(op_type: str, opset: int) -> type["Op"] | None:
+    found = None
+    for since, cls in OPS.get(op_type, []):
+        if since <= opset:
+            found = cls
+    return found
+
+
+def make_op(node: Node) -> "Op":
+    cls = op_class(node.op, node.opset)
+    if cls is None:
+        raise UnsupportedOp(f"{node.op} (node {node.name!r})")
+    return cls(node)
+
+
+class Op:
+    """Base class. Subclasses set `template` and override what applies."""
+
+    op_type = ""
+    template: str | None = None
+    # Indices of inputs whose value must be known at compile time (shapes, pads, axes...).
+    const_inputs: tuple[int, ...] = ()
+    # Inputs of these dtypes are accepted; activations are float32 in the float path.
+    float_only = True
+
+    def __init__(self, node: Node):
+        self.node = node
+        self.parse()
+
+    # -- attributes ---------------------------------------------------------------------------
+    def attr(self, name: str, default=None):
+        return self.node.attrs.get(name, default)
+
+    def refuse(self, why: str) -> UnsupportedOp:
+        return UnsupportedOp(f"{self.node.op} (node {self.node.name!r}): {why}")
+
+    def parse(self) -> None:
+        """Validate attributes; raise self.refuse(...) for anything not implemented."""
+
+    # -- semantics ----------------------------------------------------------------------------
+    def infer(self, *ins: TensorInfo) -> list[Out]:
+        raise NotImplementedError
+
+    def reference(self, *xs: np.ndarray | None) -> list[np.ndarray]:
+        raise NotImplementedError
+
+    def macs(self, ins: list[TensorInfo], outs: list[TensorInfo]) -> int:
+        return 0
+
+    def context(self, ins: list[TensorInfo], outs: list[TensorInfo]) -> dict:
+        """Extra template variables (loop bounds, strides...) computed from the static shapes."""
+        return {}
+
+    def workspace_bytes(self, ins: list[TensorInfo], outs: list[TensorInfo]) -> int:
+        return 0
+
+
+def input_value(x: TensorInfo, what: str, op: Op) -> np.ndarray:
+    """The constant value of an input that must be known at compile time."""
+    if x.data is None:
+        raise op.refuse(f"{what} must be a constant (it is computed at run time)")
+    return x.data
+
+
+# Importing the op modules fills OPS; the list is explicit so a broken module fails loudly.
+_MODULES = ["activation", "conv", "elementwise", "gemm", "norm", "pad", "pool", "reduce",
+            "shape", "softmax"]
+for _m in _MODULES:
+    importlib.import_module(f"{__name__}.{_m}")

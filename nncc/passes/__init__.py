@@ -1,0 +1,48 @@
+"""Graph passes: plain functions IR -> bool (changed), run in the order of PIPELINE.
+
+The pipeline is a straight list; a pass that needs to iterate does so inside itself.
+`run_pipeline` verifies the IR after every pass.
+"""
+from __future__ import annotations
+
+import importlib
+import os
+from typing import Callable
+
+from ..ir import Graph, verify
+
+PASSES: dict[str, Callable[[Graph], bool]] = {}
+
+
+def register_pass(name: str):
+    def deco(fn):
+        if name in PASSES:
+            raise ValueError(f"pass {name!r} registered twice")
+        PASSES[name] = fn
+        return fn
+    return deco
+
+
+# Order matters; each entry says why where it does. Passes per optimisation level.
+PIPELINE: dict[int, list[str]] = {
+    0: [],
+    1: ["remove_identity"],
+    2: ["remove_identity"],
+}
+
+
+def run_pipeline(g: Graph, level: int = 2) -> Graph:
+    names = PIPELINE[level]
+    unknown = [n for n in names if n not in PASSES]
+    if unknown or len(set(names)) != len(names):
+        raise ValueError(f"bad pipeline {names}")
+    for name in names:
+        PASSES[name](g)
+        verify(g)
+        if os.environ.get("NNCC_DEBUG") == "2":
+            print(f"-- after {name}:", *(f"  {n.op} {n.name}" for n in g.nodes()), sep="\n")
+    return g
+
+
+for _m in ["remove_identity"]:
+    importlib.import_module(f"{__name__}.{_m}")

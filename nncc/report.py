@@ -1,0 +1,62 @@
+"""report.json: per-layer costs and the memory plan, as DESIGN.md fixes it (keys may be added,
+never renamed). `nncc analyze --json` prints the same dictionary."""
+from __future__ import annotations
+
+from . import __version__
+from .ir import Graph
+from .memory import MemoryPlan
+from .ops import make_op
+
+
+def _weights(g: Graph, node) -> tuple[int, int]:
+    op = make_op(node)
+    params = nbytes = 0
+    for i, t in enumerate(node.inputs):
+        if t and g.is_const(t) and i not in op.const_inputs:
+            params += g.tensors[t].size
+            nbytes += g.tensors[t].nbytes
+    return params, nbytes
+
+
+def layer_rows(g: Graph) -> list[dict]:
+    rows = []
+    for n in g.nodes():
+        op = make_op(n)
+        ins = [g.tensors[t] for t in n.inputs if t]
+        outs = [g.tensors[t] for t in n.outputs if t]
+        params, wbytes = _weights(g, n)
+        rows.append({
+            "name": n.name, "op": n.op, "kernel": n.kernel,
+            "inputs": [t for t in n.inputs if t], "outputs": [t for t in n.outputs if t],
+            "output_shape": list(outs[0].shape) if outs else [],
+            "macs": int(op.macs([g.tensors[t] if t else None for t in n.inputs], outs)),
+            "params": params, "weights_bytes": wbytes,
+            "out_bytes": sum(t.nbytes for t in outs),
+        })
+    return rows
+
+
+def build_report(g: Graph, plan: MemoryPlan, target: str = "host",
+                 precision: str = "float32") -> dict:
+    layers = layer_rows(g)
+    # Weights shared by several nodes are stored once.
+    weight_tensors = {t for n in g.nodes() for i, t in enumerate(n.inputs)
+                      if t and g.is_const(t) and i not in make_op(n).const_inputs}
+    return {
+        "nncc_version": __version__, "model": g.name, "target": target, "precision": precision,
+        "macs": sum(r["macs"] for r in layers),
+        "params": sum(g.tensors[t].size for t in weight_tensors),
+        "weights_bytes": sum(g.tensors[t].nbytes for t in weight_tensors),
+        "arena_bytes": plan.arena_bytes,
+        "arena_lower_bound_bytes": plan.lower_bound_bytes,
+        "arena_naive_bytes": plan.naive_bytes,
+        "inputs": [_io(g, t) for t in g.inputs],
+        "outputs": [_io(g, t) for t in g.outputs],
+        "layers": layers,
+    }
+
+
+def _io(g: Graph, t: str) -> dict:
+    from .codegen.emit import CTYPES
+    info = g.tensors[t]
+    return {"name": t, "shape": list(info.shape), "dtype": info.dtype, "ctype": CTYPES[info.dtype]}

@@ -1,0 +1,91 @@
+"""Verification: run the compiled C on the host and compare it with the numpy reference (and
+onnxruntime when installed). Shared by `nncc validate` and the tests."""
+from __future__ import annotations
+
+import tempfile
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+
+from .compiler import compile_model
+from .host import HostModel
+from .reference import run_reference
+
+
+@dataclass
+class Metrics:
+    max_abs: float
+    max_rel: float
+    cosine: float
+    ok: bool
+
+    def row(self) -> list:
+        return [f"{self.max_abs:.3g}", f"{self.max_rel:.3g}", f"{self.cosine:.9f}",
+                "pass" if self.ok else "FAIL"]
+
+
+def compare(got: np.ndarray, want: np.ndarray, rtol: float, atol: float) -> Metrics:
+    got = np.asarray(got, np.float64).ravel()
+    want = np.asarray(want, np.float64).ravel()
+    if got.shape != want.shape:
+        return Metrics(np.inf, np.inf, 0.0, False)
+    diff = np.abs(got - want)
+    max_abs = float(diff.max(initial=0.0))
+    max_rel = float((diff / np.maximum(np.abs(want), 1e-30)).max(initial=0.0))
+    denom = np.linalg.norm(got) * np.linalg.norm(want)
+    cosine = float(got @ want / denom) if denom > 0 else float(np.array_equal(got, want))
+    ok = bool(np.all(diff <= atol + rtol * np.abs(want)) and np.all(np.isfinite(got) == np.isfinite(want)))
+    return Metrics(max_abs, max_rel, cosine, ok)
+
+
+def random_samples(inputs: list[dict], n: int = 3, seed: int = 0) -> list[dict]:
+    rng = np.random.default_rng(seed)
+    return [{t["name"]: rng.standard_normal(t["shape"]).astype(np.float32) for t in inputs}
+            for _ in range(n)]
+
+
+def onnxruntime_outputs(model_path: str | Path, sample: dict) -> dict | None:
+    try:
+        import onnxruntime as ort
+    except ImportError:
+        return None
+    opts = ort.SessionOptions()
+    opts.graph_optimization_level = ort.GraphOptimizationLevel.ORT_DISABLE_ALL
+    try:
+        sess = ort.InferenceSession(str(model_path), opts, providers=["CPUExecutionProvider"])
+    except Exception:  # a model onnxruntime cannot load (IR version, op) has no second oracle
+        return None
+    names = [o.name for o in sess.get_outputs()]
+    return dict(zip(names, sess.run(None, sample)))
+
+
+@dataclass
+class Validation:
+    rows: list  # [sample, output, oracle, Metrics]
+    ok: bool
+
+
+def validate(model_path: str | Path, samples: list[dict] | None = None, rtol: float = 1e-4,
+             atol: float = 1e-5, use_ort: bool = True, **compile_args) -> Validation:
+    with tempfile.TemporaryDirectory(prefix="nncc-validate-") as tmp:
+        res = compile_model(model_path, Path(tmp) / "proj", **compile_args)
+        report = res.report
+        host = HostModel(res.out_dir, report)
+        try:
+            samples = samples or random_samples(report["inputs"])
+            rows = []
+            for i, s in enumerate(samples):
+                got = host.run(s)
+                oracles = {"reference": run_reference(res.graph, s)}
+                if use_ort:
+                    ort_out = onnxruntime_outputs(model_path, s)
+                    if ort_out is not None:
+                        oracles["onnxruntime"] = ort_out
+                for oname, want in oracles.items():
+                    for t in report["outputs"]:
+                        rows.append([i, t["name"], oname,
+                                     compare(got[t["name"]], want[t["name"]], rtol, atol)])
+        finally:
+            host.close()
+    return Validation(rows, all(r[3].ok for r in rows))
