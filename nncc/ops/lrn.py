@@ -1,0 +1,1 @@
+"""lrn operators."""
