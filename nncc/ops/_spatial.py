@@ -98,3 +98,66 @@ def window(op, in_size: tuple[int, ...], kernel: tuple[int, ...], ceil_mode: boo
     if min(out) < 1:
         raise ShapeError(f"empty output {out}")
     return Window(tuple(kernel), strides, dil, pb, pe, tuple(in_size), out)
+
+
+def _transpose_split(total: int, auto_pad: str, modern: bool) -> tuple[int, int] | None:
+    """Split ConvTranspose's total padding into (begin, end), or None when the spec is ambiguous.
+
+    Opset 11+ puts the odd unit at the end for SAME_UPPER and at the beginning otherwise. The
+    opset 1-10 formula puts it at the end except for SAME_UPPER, but its auto_pad text says
+    the opposite for SAME_*: those odd cases have no single right answer (`modern=False`)."""
+    small, big = total // 2, total - total // 2
+    if small == big:
+        return small, big
+    if modern:
+        return (small, big) if auto_pad == "SAME_UPPER" else (big, small)
+    return None if auto_pad in ("SAME_UPPER", "SAME_LOWER") else (small, big)
+
+
+def transposed_window(op, in_size: tuple[int, ...], kernel: tuple[int, ...],
+                      modern: bool = True) -> Window:
+    """Geometry of a ConvTranspose: reads strides, dilations, pads, auto_pad, output_padding
+    and output_shape. `in_size` is the input's spatial size, `out_size` the (larger) output's;
+    pads are cropped from the full output, as the ONNX spec defines them."""
+    n = len(kernel)
+    if not 1 <= n <= MAX_SPATIAL:
+        raise op.refuse(f"{n} spatial dimensions (1 to {MAX_SPATIAL} supported)")
+    strides = _ints(op.attr("strides"), n, 1, "strides", op)
+    dil = _ints(op.attr("dilations"), n, 1, "dilations", op)
+    opad = _ints(op.attr("output_padding"), n, 0, "output_padding", op)
+    if min(strides) < 1 or min(dil) < 1 or min(kernel) < 1 or min(opad) < 0:
+        raise op.refuse("strides, dilations and kernel sizes must be >= 1, output_padding >= 0")
+    full = tuple(strides[i] * (in_size[i] - 1) + opad[i] + (kernel[i] - 1) * dil[i] + 1
+                 for i in range(n))
+    auto_pad = op.attr("auto_pad", "NOTSET") or "NOTSET"
+    if auto_pad not in ("NOTSET", "VALID", "SAME_UPPER", "SAME_LOWER"):
+        raise op.refuse(f"auto_pad={auto_pad!r}")
+    explicit = _ints(op.attr("pads"), 2 * n, 0, "pads", op) if auto_pad == "NOTSET" else (0,) * 2 * n
+    if min(explicit) < 0:
+        raise op.refuse("negative pads")
+    want = op.attr("output_shape")
+    if want is not None:
+        want = tuple(int(v) for v in want)[-n:] if len(want) in (n, n + 2) else None
+        if want is None:
+            raise op.refuse(f"output_shape has {len(op.attr('output_shape'))} values for {n} dims")
+    elif auto_pad in ("SAME_UPPER", "SAME_LOWER"):
+        want = tuple(in_size[i] * strides[i] for i in range(n))
+    if want is None:
+        pb, pe = explicit[:n], explicit[n:]
+    else:
+        totals = [full[i] - want[i] for i in range(n)]
+        if min(totals) < 0:
+            raise op.refuse(f"output_shape {want} larger than the full output {full}")
+        split = [_transpose_split(t, auto_pad, modern) for t in totals]
+        if None in split:
+            raise op.refuse(f"odd padding with auto_pad={auto_pad} before opset 11 (ambiguous spec)")
+        pb, pe = tuple(s[0] for s in split), tuple(s[1] for s in split)
+        if any(explicit) and (pb, pe) != (explicit[:n], explicit[n:]):
+            # The spec says output_shape overrides pads; runtimes disagree, so do not guess.
+            raise op.refuse("pads that contradict output_shape")
+        if auto_pad == "VALID" and any(totals):
+            raise op.refuse("auto_pad=VALID with an output_shape that needs padding")
+    out = tuple(full[i] - pb[i] - pe[i] for i in range(n))
+    if min(out) < 1:
+        raise ShapeError(f"empty output {out}")
+    return Window(tuple(kernel), strides, dil, pb, pe, tuple(in_size), out)
