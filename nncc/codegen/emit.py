@@ -16,7 +16,7 @@ from ..ir import Graph, TensorInfo
 from ..memory import MemoryPlan
 from ..ops import make_op
 from ..resources import resource_dir
-from .cnames import Namer
+from .cnames import Namer, comment_text
 from .env import make_env
 
 # Above this many weight bytes, weights are emitted as one byte-string blob: gcc parses a
@@ -51,6 +51,7 @@ class Emitter:
                  blob_threshold: int = BLOB_THRESHOLD):
         self.g, self.plan, self.prefix = g, plan, prefix
         self.env = make_env(target_dir)
+        self.env.filters["comment"] = comment_text  # ONNX names are printed inside /* */ only
         self.namer = Namer()
         self.blob_threshold = blob_threshold
         self.refs: dict[str, TensorRef] = {}
@@ -61,7 +62,7 @@ class Emitter:
         for i, t in enumerate(g.inputs):
             self._ref(t, "input", self.namer(t, "in") if len(g.inputs) > 1 else "input")
         for t in g.outputs:
-            if t not in self.refs:
+            if t not in self.refs and not g.is_const(t):
                 self._ref(t, "output", self.namer(t, "out") if len(g.outputs) > 1 else "output")
         for t in g.used_constants():
             if t not in self.refs:
@@ -105,7 +106,7 @@ class Emitter:
                 if t:
                     args.append({"name": f"y{j}", "const": False, "ctype": self.refs[t].ctype})
                     call.append(self.refs[t])
-            k = {"fn": f"node_{i}", "name": node.name, "op": node.op, "attrs": node.attrs,
+            k = {"fn": f"node_{i}", "name": comment_text(node.name), "op": node.op, "attrs": node.attrs,
                  "ins": ins, "outs": outs, "args": args, "call": call, "kernel": node.kernel}
             k.update(op.context(ins, outs))
             k["code"] = self.env.get_template(op.template).render(k=k)
