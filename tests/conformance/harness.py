@@ -98,14 +98,22 @@ def all_cases() -> dict[str, Case]:
 
 
 def _all_float(case: Case) -> bool:
+    """Float32 data in and out; int64 inputs only where nncc takes them as compile-time
+    parameters (shapes, axes, pads)."""
     g = case.model.graph
-    types = [vi.type for vi in list(g.input) + list(g.output)]
-    return all(t.HasField("tensor_type") and t.tensor_type.elem_type == onnx.TensorProto.FLOAT
-               for t in types if not _compile_time_type(t))
+    const = _const_input_names(case.model, int64_inputs=False)
+    for vi in list(g.input) + list(g.output):
+        t = vi.type
+        if not t.HasField("tensor_type"):
+            return False
+        if t.tensor_type.elem_type == onnx.TensorProto.FLOAT:
+            continue
+        if not (_compile_time_type(t) and vi.name in const):
+            return False
+    return True
 
 
 def _compile_time_type(t) -> bool:
-    # int64 tensors in these cases are shapes, axes, pads: parameters, not data.
     return t.HasField("tensor_type") and t.tensor_type.elem_type == onnx.TensorProto.INT64
 
 
@@ -114,7 +122,7 @@ def in_scope(case: Case, ops: set[str] | None = None) -> bool:
     return case.ops <= ops and _all_float(case)
 
 
-def _const_input_names(model: onnx.ModelProto) -> set[str]:
+def _const_input_names(model: onnx.ModelProto, int64_inputs: bool = True) -> set[str]:
     """Graph inputs that feed an operator input nncc needs at compile time."""
     from nncc.ops import op_class
     opset = next((i.version for i in model.opset_import if i.domain in ("", "ai.onnx")), 1)
@@ -124,9 +132,8 @@ def _const_input_names(model: onnx.ModelProto) -> set[str]:
         for idx in getattr(cls, "const_inputs", ()):
             if idx < len(n.input) and n.input[idx]:
                 names.add(n.input[idx])
-    for vi in model.graph.input:
-        if _compile_time_type(vi.type):
-            names.add(vi.name)
+    if int64_inputs:  # shapes, axes and pads: parameters, not data
+        names |= {vi.name for vi in model.graph.input if _compile_time_type(vi.type)}
     return names
 
 
