@@ -104,14 +104,32 @@ def _transpose_split(total: int, auto_pad: str, modern: bool) -> tuple[int, int]
     """Split ConvTranspose's total padding into (begin, end), or None when the spec is ambiguous.
 
     Opset 11+ puts the odd unit at the end for SAME_UPPER and at the beginning otherwise. The
-    opset 1-10 formula puts it at the end except for SAME_UPPER, but its auto_pad text says
-    the opposite for SAME_*: those odd cases have no single right answer (`modern=False`)."""
+    opset 1-10 formula says the opposite while its auto_pad text (and onnxruntime) agree with
+    opset 11: odd totals before opset 11 (`modern=False`) have no single right answer."""
     small, big = total // 2, total - total // 2
     if small == big:
         return small, big
-    if modern:
-        return (small, big) if auto_pad == "SAME_UPPER" else (big, small)
-    return None if auto_pad in ("SAME_UPPER", "SAME_LOWER") else (small, big)
+    if not modern:
+        return None
+    return (small, big) if auto_pad == "SAME_UPPER" else (big, small)
+
+
+def _pads_for_output(op, want, full, strides, auto_pad, modern, from_same):
+    """(pads_begin, pads_end) that crop the full ConvTranspose output to the size `want`."""
+    n = len(full)
+    totals = [full[i] - want[i] for i in range(n)]
+    # A negative total grows the output at the end (zeros + bias), like output_padding does;
+    # onnxruntime and the ONNX node case test_convtranspose_output_shape agree, as long as
+    # the growth stays below the stride and comes from output_shape, not from SAME_*.
+    if any(t < 0 and (from_same or -t >= strides[i]) for i, t in enumerate(totals)):
+        raise op.refuse(f"output size {want} beyond the full output {full} by a stride or more, "
+                        "or from auto_pad SAME_*")
+    if auto_pad == "VALID" and any(totals):  # VALID promises no padding at all
+        raise op.refuse("auto_pad=VALID with an output_shape that needs padding")
+    split = [(0, t) if t < 0 else _transpose_split(t, auto_pad, modern) for t in totals]
+    if None in split:
+        raise op.refuse("odd total padding before opset 11 (the spec contradicts itself)")
+    return tuple(s[0] for s in split), tuple(s[1] for s in split)
 
 
 def transposed_window(op, in_size: tuple[int, ...], kernel: tuple[int, ...],
@@ -136,27 +154,20 @@ def transposed_window(op, in_size: tuple[int, ...], kernel: tuple[int, ...],
     if min(explicit) < 0:
         raise op.refuse("negative pads")
     want = op.attr("output_shape")
+    from_same = want is None and auto_pad in ("SAME_UPPER", "SAME_LOWER")
+    if want is not None and len(want) not in (n, n + 2):
+        raise op.refuse(f"output_shape has {len(want)} values for {n} spatial dims")
     if want is not None:
-        want = tuple(int(v) for v in want)[-n:] if len(want) in (n, n + 2) else None
-        if want is None:
-            raise op.refuse(f"output_shape has {len(op.attr('output_shape'))} values for {n} dims")
-    elif auto_pad in ("SAME_UPPER", "SAME_LOWER"):
+        want = tuple(int(v) for v in want)[-n:]  # N and C, when given, are not padding's business
+    elif from_same:
         want = tuple(in_size[i] * strides[i] for i in range(n))
-    if want is None:
-        pb, pe = explicit[:n], explicit[n:]
-    else:
-        totals = [full[i] - want[i] for i in range(n)]
-        if min(totals) < 0:
-            raise op.refuse(f"output_shape {want} larger than the full output {full}")
-        split = [_transpose_split(t, auto_pad, modern) for t in totals]
-        if None in split:
-            raise op.refuse(f"odd padding with auto_pad={auto_pad} before opset 11 (ambiguous spec)")
-        pb, pe = tuple(s[0] for s in split), tuple(s[1] for s in split)
+    if want is not None:
+        pb, pe = _pads_for_output(op, want, full, strides, auto_pad, modern, from_same)
         if any(explicit) and (pb, pe) != (explicit[:n], explicit[n:]):
             # The spec says output_shape overrides pads; runtimes disagree, so do not guess.
             raise op.refuse("pads that contradict output_shape")
-        if auto_pad == "VALID" and any(totals):
-            raise op.refuse("auto_pad=VALID with an output_shape that needs padding")
+    else:
+        pb, pe = explicit[:n], explicit[n:]
     out = tuple(full[i] - pb[i] - pe[i] for i in range(n))
     if min(out) < 1:
         raise ShapeError(f"empty output {out}")
