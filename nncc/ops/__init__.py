@@ -14,7 +14,7 @@ from ..errors import UnsupportedOp
 from ..ir import Node, TensorInfo
 
 # op type -> list of (since_opset, class), ascending
-OPS: dict[str, list[tuple[int, type["Op"]]]] = {}
+OPS: dict[str, list[tuple[int, type[Op]]]] = {}
 
 Out = tuple[tuple[int, ...], str]  # (shape, dtype) of one output
 
@@ -31,7 +31,7 @@ def register(op_type: str, since: int = 1):
     return deco
 
 
-def op_class(op_type: str, opset: int) -> type["Op"] | None:
+def op_class(op_type: str, opset: int) -> type[Op] | None:
     found = None
     for since, cls in OPS.get(op_type, []):
         if since <= opset:
@@ -39,7 +39,7 @@ def op_class(op_type: str, opset: int) -> type["Op"] | None:
     return found
 
 
-def make_op(node: Node) -> "Op":
+def make_op(node: Node) -> Op:
     cls = op_class(node.op, node.opset)
     if cls is None:
         raise UnsupportedOp(f"{node.op} (node {node.name!r})")
@@ -55,10 +55,15 @@ class Op:
     const_inputs: tuple[int, ...] = ()
     # Inputs of these dtypes are accepted; activations are float32 in the float path.
     float_only = True
+    # True when reference() ends with self.epilogue(y) and the template applies
+    # `node.attrs[FUSED_ACTIVATION]` before its store (passes/fuse_activation.py relies on it).
+    accepts_activation = False
 
     def __init__(self, node: Node):
         self.node = node
         self.parse()
+        if FUSED_ACTIVATION in node.attrs and not self.accepts_activation:
+            raise self.refuse("a fused activation on an op whose kernel cannot apply it")
 
     # -- attributes ---------------------------------------------------------------------------
     def attr(self, name: str, default=None):
@@ -86,6 +91,31 @@ class Op:
 
     def workspace_bytes(self, ins: list[TensorInfo], outs: list[TensorInfo]) -> int:
         return 0
+
+    def epilogue(self, y: np.ndarray) -> np.ndarray:
+        """The fused activation (if any) applied to a reference result."""
+        return apply_fused_activation(self.node, y)
+
+
+# Node attribute set by passes/fuse_activation.py: {"op": "Relu", "params": {...}}, where params
+# are the activation's `params()` -- the same dict templates/ops/_activation.j2's act() reads.
+FUSED_ACTIVATION = "nncc_activation"
+
+
+def apply_fused_activation(node: Node, y: np.ndarray) -> np.ndarray:
+    """y with node's fused activation applied, by the activation op's own numpy formula."""
+    fused = node.attrs.get(FUSED_ACTIVATION)
+    if fused is None:
+        return y
+    # The earliest variant computes from params() alone (Clip before opset 11 takes no inputs).
+    kind = fused["op"]
+    since, cls = OPS[kind][0] if kind in OPS else (0, None)
+    if getattr(cls, "fn", None) is None:
+        raise UnsupportedOp(f"fused activation {kind} (node {node.name!r})")
+    act = cls(Node(f"{node.name}/{kind}", kind, ["y"], ["y"], {}, since))
+    with np.errstate(all="ignore"):
+        out = act.fn(np.asarray(y, np.float64), **fused["params"])
+    return np.asarray(out).astype(np.float32)
 
 
 def input_value(x: TensorInfo, what: str, op: Op) -> np.ndarray:

@@ -35,6 +35,7 @@ def conv_reference(x, w, b, win, group: int) -> np.ndarray:
 class Conv(Op):
     """y = conv(x, W) + B. Weights M x C/group x k..., direct loops over (D, H, W)."""
     template = "ops/conv.c.j2"
+    accepts_activation = True  # conv.c.j2 applies it before the store
 
     def parse(self):
         self.group = int(self.attr("group", 1))
@@ -57,7 +58,7 @@ class Conv(Op):
 
     def reference(self, x, w, b=None):
         win = self.geometry(TensorInfo("x", x.shape), TensorInfo("w", w.shape))
-        return [conv_reference(x, w, b, win, self.group)]
+        return [self.epilogue(conv_reference(x, w, b, win, self.group))]
 
     def macs(self, ins, outs):
         w = ins[1]

@@ -7,7 +7,7 @@ from __future__ import annotations
 
 import importlib
 import os
-from typing import Callable
+from collections.abc import Callable
 
 from ..ir import Graph, verify
 
@@ -24,10 +24,18 @@ def register_pass(name: str):
 
 
 # Order matters; each entry says why where it does. Passes per optimisation level.
+_CLEANUP = [
+    "remove_identity",
+    "dead_code",       # before the folds: they then only look at nodes that matter
+    "fold_batchnorm",  # exact up to rounding; also clears the way for fuse_activation
+]
 PIPELINE: dict[int, list[str]] = {
     0: [],
-    1: ["remove_identity"],
-    2: ["remove_identity"],
+    1: _CLEANUP,
+    2: _CLEANUP + [
+        "fuse_pad",         # Pad -> Conv: Conv pads grow; independent of the activation fusion
+        "fuse_activation",  # after fold_batchnorm: Conv -> BN -> Relu only becomes Conv -> Relu there
+    ],
 }
 
 
@@ -44,5 +52,5 @@ def run_pipeline(g: Graph, level: int = 2) -> Graph:
     return g
 
 
-for _m in ["remove_identity"]:
+for _m in ["remove_identity", "dead_code", "fold_batchnorm", "fuse_pad", "fuse_activation"]:
     importlib.import_module(f"{__name__}.{_m}")

@@ -1,0 +1,39 @@
+"""Small graph queries and edits shared by the passes (not passes themselves)."""
+from __future__ import annotations
+
+import numpy as np
+
+from ..ir import Graph, Node, TensorInfo
+
+
+def sole_consumer(g: Graph, tensor: str) -> Node | None:
+    """The one node reading `tensor`, when it is its only use (not a graph output, read once)."""
+    if tensor in g.outputs:
+        return None
+    users = g.consumers(tensor)
+    if len(users) != 1 or users[0].inputs.count(tensor) != 1:
+        return None
+    return users[0]
+
+
+def fresh_name(g: Graph, base: str) -> str:
+    name, k = base, 1
+    while name in g.tensors:
+        name, k = f"{base}_{k}", k + 1
+    return name
+
+
+def add_const(g: Graph, base: str, value: np.ndarray) -> str:
+    """A new float32 constant tensor under a fresh name; the originals may be shared, so passes
+    never rewrite a constant in place."""
+    value = np.ascontiguousarray(value, dtype=np.float32)
+    name = fresh_name(g, base)
+    g.add_tensor(TensorInfo(name, tuple(value.shape), "float32", value))
+    return name
+
+
+def drop_unused(g: Graph, tensors) -> None:
+    """Forget constants no node reads any more (they would only clutter g.tensors)."""
+    for t in tensors:
+        if t and t in g.tensors and g.is_const(t) and t not in g.outputs and not g.consumers(t):
+            del g.tensors[t]
