@@ -5,7 +5,7 @@ from __future__ import annotations
 from . import __version__
 from .ir import Graph
 from .memory import MemoryPlan
-from .ops import make_op
+from .ops import FUSED_ACTIVATION, make_op
 
 
 def _weights(g: Graph, node) -> tuple[int, int]:
@@ -22,7 +22,6 @@ def layer_rows(g: Graph) -> list[dict]:
     rows = []
     for n in g.nodes():
         op = make_op(n)
-        ins = [g.tensors[t] for t in n.inputs if t]
         outs = [g.tensors[t] for t in n.outputs if t]
         params, wbytes = _weights(g, n)
         rows.append({
@@ -32,6 +31,8 @@ def layer_rows(g: Graph) -> list[dict]:
             "macs": int(op.macs([g.tensors[t] if t else None for t in n.inputs], outs)),
             "params": params, "weights_bytes": wbytes,
             "out_bytes": sum(t.nbytes for t in outs),
+            # Ops folded into this node's kernel by passes/fuse_activation.py, e.g. ["Relu"].
+            "fused": [n.attrs[FUSED_ACTIVATION]["op"]] if FUSED_ACTIVATION in n.attrs else [],
         })
     return rows
 
