@@ -46,8 +46,17 @@ def supported_ops() -> set[str]:
 
 def known_bad() -> dict[str, str]:
     """Cases whose stored output disagrees with both onnxruntime and onnx.reference."""
+    return _listing("known_bad.txt")
+
+
+def refused() -> dict[str, str]:
+    """Cases of supported operators that nncc refuses on purpose (training-mode semantics)."""
+    return _listing("refused.txt")
+
+
+def _listing(file: str) -> dict[str, str]:
     out = {}
-    for ln in (HERE / "known_bad.txt").read_text().splitlines():
+    for ln in (HERE / file).read_text().splitlines():
         if ln.strip() and not ln.startswith("#"):
             name, _, why = ln.partition("#")
             out[name.strip()] = why.strip()

@@ -9,7 +9,9 @@ from tests.conformance import harness
 CASES = harness.all_cases()
 SUPPORTED = harness.supported_ops()
 KNOWN_BAD = harness.known_bad()
-IN_SCOPE = sorted(n for n, c in CASES.items() if harness.in_scope(c, SUPPORTED) and n not in KNOWN_BAD)
+REFUSED = harness.refused()
+IN_SCOPE = sorted(n for n, c in CASES.items() if harness.in_scope(c, SUPPORTED)
+                  and n not in KNOWN_BAD and n not in REFUSED)
 OUT_OF_SCOPE = sorted(n for n, c in CASES.items() if not harness.in_scope(c, SUPPORTED))
 
 
@@ -21,6 +23,13 @@ def test_scope_is_not_empty():
 def test_case(name, record_property):
     record_property("conformance_ops", sorted(CASES[name].ops))
     harness.run_case(CASES[name])
+
+
+@pytest.mark.parametrize("name", sorted(REFUSED))
+def test_refused_on_purpose(name):
+    """Training-mode semantics of supported ops: a clear refusal, never wrong numbers."""
+    msg = harness.refusal(CASES[name])
+    assert msg is not None and "unsupported" in msg.lower(), msg
 
 
 @pytest.mark.parametrize("name", sorted(KNOWN_BAD))
@@ -44,6 +53,6 @@ def test_out_of_scope_refused():
             except Exception as e:
                 compiled.append(f"{name}: {' '.join(str(e).split())}"[:200])
     print(f"\nconformance: {len(IN_SCOPE)} in scope, {len(OUT_OF_SCOPE)} out of scope "
-          f"(other operators or dtypes), {len(KNOWN_BAD)} known bad")
+          f"(other operators or dtypes), {len(KNOWN_BAD)} known bad, {len(REFUSED)} refused on purpose")
     assert not crashed, "\n".join(crashed[:20])
     assert not compiled, "compiled but wrong:\n" + "\n".join(compiled[:20])
