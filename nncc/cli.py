@@ -88,7 +88,10 @@ def cmd_run(a) -> int:
         outs = [host.run(s) for s in samples]
     finally:
         host.close()
-    np.savez(a.out, **join_samples(outs, report["outputs"], batched))
+    try:
+        np.savez(a.out, **join_samples(outs, report["outputs"], batched))
+    except OSError as e:
+        raise UsageError(f"cannot write {a.out}: {e.strerror or e}") from None
     print(f"ran {len(samples)} sample(s); wrote {a.out}")
     return 0
 

@@ -31,7 +31,8 @@ class Compiled:
 
 def default_name(model_path: str | Path) -> str:
     name = sanitize(Path(model_path).stem).lower()
-    return name if name[0].isalpha() else "m_" + name
+    # nncc* names belong to the runtime (nncc_runtime.h, NNCC_OK): see model_prefix().
+    return name if name[0].isalpha() and not name.startswith("nncc") else "m_" + name
 
 
 def load(model_path: str | Path, input_shapes: dict | None = None, opt_level: int = 2,
@@ -46,32 +47,54 @@ def analyze(g: Graph, align: int = 4, target: str = "host") -> Compiled:
     return Compiled(g, plan, build_report(g, plan, target))
 
 
-def prepare_out_dir(out_dir: Path, force: bool) -> None:
-    if out_dir.exists():
-        if not force:
-            raise UsageError(f"{out_dir} exists; pass --force to overwrite the files nncc wrote there")
+def _manifest(out_dir: Path) -> set[str]:
+    """Plain file names directly inside DIR that an earlier `nncc compile` wrote."""
+    f = out_dir / MANIFEST
+    if not f.is_file():
+        return set()
+    names = f.read_text(encoding="utf-8", errors="replace").splitlines()
+    return {n for n in names if n and "/" not in n and "\\" not in n and n not in (".", "..")}
+
+
+def prepare_out_dir(out_dir: Path, force: bool, names=()) -> None:
+    """Make DIR ready for the files `names`. An existing DIR needs --force, and even then only
+    what nncc listed in its manifest is removed; a user's file in the way stops us before
+    anything is deleted. Never follows a path outside DIR."""
+    if out_dir.exists() or out_dir.is_symlink():
         if not out_dir.is_dir():
             raise UsageError(f"{out_dir} exists and is not a directory")
-        manifest = out_dir / MANIFEST
-        if manifest.is_file():
-            for line in manifest.read_text().splitlines():
-                f = out_dir / line
-                # Only plain files directly inside DIR that nncc listed: never anything outside.
-                if line and "/" not in line and line not in ("..", ".") and f.is_file():
-                    f.unlink()
-    out_dir.mkdir(parents=True, exist_ok=True)
+        if not force:
+            raise UsageError(f"{out_dir} exists; pass --force to overwrite the files nncc wrote there")
+        ours = _manifest(out_dir) | {MANIFEST}
+        clash = sorted(n for n in names if (out_dir / n).is_symlink() or (out_dir / n).exists()
+                       and (n not in ours or not (out_dir / n).is_file()))
+        if clash:
+            raise UsageError(f"{out_dir}: {', '.join(clash)} not written by nncc; will not overwrite")
+        for n in sorted(ours):
+            f = out_dir / n
+            if f.is_symlink() or f.is_file():  # unlinking a symlink never touches its target
+                f.unlink()
+    try:
+        out_dir.mkdir(parents=True, exist_ok=True)
+    except OSError as e:
+        raise UsageError(f"cannot create {out_dir}: {e.strerror or e}") from None
 
 
 def compile_model(model_path: str | Path, out_dir: str | Path, name: str | None = None,
                   force: bool = False, input_shapes: dict | None = None, opt_level: int = 2,
                   align: int = 4, blob_threshold: int = BLOB_THRESHOLD) -> Compiled:
-    prefix = model_prefix(name) if name else default_name(model_path)
+    prefix = model_prefix(name) if name is not None else default_name(model_path)
     out_dir = Path(out_dir)
     g = load(model_path, input_shapes, opt_level, prefix)
     res = analyze(g, align)
-    prepare_out_dir(out_dir, force)
-    files = Emitter(g, res.plan, prefix, blob_threshold=blob_threshold).write(out_dir, res.report)
-    (out_dir / MANIFEST).write_text("".join(f"{f.name}\n" for f in sorted(files)))
+    files = Emitter(g, res.plan, prefix, blob_threshold=blob_threshold).render(res.report)
+    files[MANIFEST] = "".join(f"{n}\n" for n in sorted(files)).encode("utf-8")
+    prepare_out_dir(out_dir, force, list(files))
+    try:
+        for n, data in files.items():
+            (out_dir / n).write_bytes(data)
+    except OSError as e:
+        raise UsageError(f"cannot write into {out_dir}: {e.strerror or e}") from None
     res.out_dir = out_dir
     return res
 

@@ -17,15 +17,16 @@ def load_npz(path: str | Path) -> dict[str, np.ndarray]:
         raise UsageError(f"{path}: not a readable .npz file ({e})") from None
 
 
-def split_samples(arrays: dict[str, np.ndarray], inputs: list[dict]) -> tuple[list[dict], bool]:
-    """-> (one {input name: array of the input's exact shape} per sample, batched?)."""
+def split_samples(arrays: dict[str, np.ndarray], inputs: list[dict]) -> tuple[list[dict], str | None]:
+    """-> (one {input name: array of the input's exact shape} per sample, layout), where layout
+    is None for one sample, "concat" for (N, *shape[1:]) and "stack" for (N, *shape)."""
     if len(inputs) == 1 and inputs[0]["name"] not in arrays and "x" in arrays:
         arrays = {inputs[0]["name"]: arrays["x"]}
     missing = [i["name"] for i in inputs if i["name"] not in arrays]
     if missing:
         raise UsageError(f"inputs missing from npz: {', '.join(missing)} (have: "
                          f"{', '.join(sorted(arrays)) or 'nothing'})")
-    per_input, counts = {}, set()
+    per_input, counts, layouts = {}, set(), set()
     for spec in inputs:
         name, shape = spec["name"], tuple(spec["shape"])
         a = np.asarray(arrays[name])
@@ -35,8 +36,10 @@ def split_samples(arrays: dict[str, np.ndarray], inputs: list[dict]) -> tuple[li
             per_input[name], n = a[None], None
         elif shape and shape[0] == 1 and a.ndim == len(shape) and a.shape[1:] == shape[1:]:
             per_input[name], n = a[:, None], a.shape[0]
+            layouts.add("concat")
         elif a.ndim == len(shape) + 1 and a.shape[1:] == shape:
             per_input[name], n = a, a.shape[0]
+            layouts.add("stack")
         else:
             raise UsageError(f"input {name!r}: array shape {a.shape} does not match the model's "
                              f"{shape} (one sample) or (N, ...) samples")
@@ -45,7 +48,7 @@ def split_samples(arrays: dict[str, np.ndarray], inputs: list[dict]) -> tuple[li
         counts.add(n)
     if len(counts) > 1:
         raise UsageError(f"inputs disagree on the number of samples: {sorted(counts, key=str)}")
-    batched = counts != {None}
+    batched = None if counts == {None} else "stack" if layouts == {"stack"} else "concat"
     n = len(next(iter(per_input.values())))
     if n == 0:
         raise UsageError("the npz holds zero samples")
@@ -53,14 +56,15 @@ def split_samples(arrays: dict[str, np.ndarray], inputs: list[dict]) -> tuple[li
     return samples, batched
 
 
-def join_samples(outputs: list[dict], specs: list[dict], batched: bool) -> dict[str, np.ndarray]:
+def join_samples(outputs: list[dict], specs: list[dict], batched: str | None) -> dict[str, np.ndarray]:
+    """Outputs in the layout the inputs came in (see split_samples)."""
     res = {}
     for spec in specs:
         name, shape = spec["name"], tuple(spec["shape"])
         arrs = [o[name].reshape(shape) for o in outputs]
         if not batched:
             res[name] = arrs[0]
-        elif shape and shape[0] == 1:
+        elif shape and shape[0] == 1 and batched != "stack":
             res[name] = np.concatenate(arrs, axis=0)
         else:
             res[name] = np.stack(arrs)

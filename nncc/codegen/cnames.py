@@ -25,9 +25,19 @@ def sanitize(name: str) -> str:
     return s
 
 
+def comment_text(name: str) -> str:
+    """An ONNX name made safe inside a C block comment: ASCII only, no line breaks, and no `*/`
+    or `/*` (gcc -Wcomment) that would end or nest the comment."""
+    s = name.encode("ascii", "backslashreplace").decode("ascii")
+    s = re.sub(r"[\x00-\x1f\x7f]", lambda m: f"\\x{ord(m.group()):02x}", s)
+    return s.replace("/*", "/ *").replace("*/", "* /")
+
+
 def model_prefix(name: str) -> str:
     """The user-visible prefix of every generated symbol; must already be a clean identifier."""
-    if not re.fullmatch(r"[A-Za-z][A-Za-z0-9_]*", name) or name in C_RESERVED:
+    # nncc_* would clash with the runtime's own files and macros (nncc_runtime.h, NNCC_OK).
+    if (not re.fullmatch(r"[A-Za-z][A-Za-z0-9_]*", name) or name in C_RESERVED
+            or name.lower().startswith("nncc")):
         raise UsageError(f"--name {name!r} is not a valid C identifier (letters, digits, _; "
                          f"starting with a letter)")
     return name
@@ -37,7 +47,7 @@ class Namer:
     """Hands out unique C identifiers: `a.b` and `a_b` become `a_b` and `a_b_1`."""
 
     def __init__(self):
-        self.used: set[str] = set()
+        self.used: set[str] = set()  # lower-cased: NAME_<CNAME>_SIZE macros are upper-cased
         self.given: dict[tuple[str, str], str] = {}
 
     def __call__(self, name: str, kind: str = "") -> str:
@@ -45,8 +55,8 @@ class Namer:
         if key not in self.given:
             base = (kind + "_" if kind else "") + sanitize(name)
             c, k = base, 1
-            while c in self.used:
+            while c.lower() in self.used:
                 c, k = f"{base}_{k}", k + 1
-            self.used.add(c)
+            self.used.add(c.lower())
             self.given[key] = c
         return self.given[key]

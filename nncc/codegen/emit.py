@@ -6,7 +6,6 @@ runtime_c/. Files written: NAME.h, NAME.c, NAME_weights.h, nncc_runtime.h, Makef
 from __future__ import annotations
 
 import json
-import shutil
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -64,11 +63,22 @@ class Emitter:
         for t in g.outputs:
             if t not in self.refs and not g.is_const(t):
                 self._ref(t, "output", self.namer(t, "out") if len(g.outputs) > 1 else "output")
+        passed = self._kernel_constants()
         for t in g.used_constants():
-            if t not in self.refs:
+            if t not in self.refs and (t in passed or t in g.outputs):
                 self._ref(t, "const", self.namer(t, "w"))
         for t in g.intermediates():
             self._ref(t, "arena", self.namer(t, "t"), self.plan.offsets[t])
+
+    def _kernel_constants(self) -> set[str]:
+        """Constants some kernel reads at run time. Those an op needs only at compile time
+        (Op.const_inputs: axes, shapes, pads) are not emitted: they would waste flash, and an
+        empty one (axes=[]) is not valid C."""
+        out: set[str] = set()
+        for node in self.g.nodes():
+            skip = make_op(node).const_inputs
+            out.update(t for j, t in enumerate(node.inputs) if t and j not in skip)
+        return out
 
     def _ref(self, t: str, kind: str, cname: str, offset: int = 0) -> None:
         info: TensorInfo = self.g.tensors[t]
@@ -139,7 +149,8 @@ class Emitter:
             "weights": self.weights(), "kernels": self.kernels(), "copies": copies,
         }
 
-    def write(self, out_dir: Path, report: dict) -> list[Path]:
+    def render(self, report: dict) -> dict[str, bytes]:
+        """{file name: contents} of the whole project, nothing written yet."""
         ctx = self.context()
         files = {
             f"{self.prefix}.h": self.env.get_template("model.h.j2").render(**ctx),
@@ -148,11 +159,14 @@ class Emitter:
             "Makefile": self.env.get_template("Makefile.j2").render(**ctx),
             "report.json": json.dumps(report, indent=2) + "\n",
         }
-        written = []
-        for name, text in files.items():
-            (out_dir / name).write_text(text)
-            written.append(out_dir / name)
+        out = {name: text.encode("utf-8") for name, text in files.items()}
         for src in sorted(resource_dir("runtime_c").glob("*.h")):
-            shutil.copyfile(src, out_dir / src.name)
-            written.append(out_dir / src.name)
+            out[src.name] = src.read_bytes()
+        return out
+
+    def write(self, out_dir: Path, report: dict) -> list[Path]:
+        written = []
+        for name, data in self.render(report).items():
+            (out_dir / name).write_bytes(data)
+            written.append(out_dir / name)
         return written

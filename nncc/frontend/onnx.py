@@ -135,6 +135,7 @@ class _Importer:
 
     def run(self) -> Graph:
         g, graph = self.g, self.model.graph
+        self.used = {t for n in graph.node for t in n.input} | {o.name for o in graph.output}
         unknown = set(self.pinned) - {vi.name for vi in graph.input}
         if unknown:
             raise ShapeError(f"--input-shape names unknown input(s): {', '.join(sorted(unknown))}")
@@ -173,8 +174,11 @@ class _Importer:
 
     def import_node(self, proto: onnx.NodeProto, i: int) -> None:
         g = self.g
+        # Optional extra outputs nobody reads (Dropout's mask, MaxPool's indices) are dropped
+        # here, so ops refuse them only when a model really uses them.
+        outputs = [o if k == 0 or o in self.used else "" for k, o in enumerate(proto.output)]
         node = Node(self.unique_name(proto, i), proto.op_type, list(proto.input),
-                    list(proto.output), _attrs(proto), self.opset)
+                    outputs, _attrs(proto), self.opset)
         if proto.domain not in ("", "ai.onnx"):
             self.unsupported.append(f"{proto.domain}.{proto.op_type} (node {node.name!r})")
             return
