@@ -53,7 +53,7 @@ def build_parser() -> argparse.ArgumentParser:
     p = sub.add_parser("analyze", help="per-layer MACs, parameters, weights and activations")
     p.add_argument("model")
     p.add_argument("--json", action="store_true", help="print report.json instead of a table")
-    p.add_argument("--plot", metavar="FILE", help="(not yet available) memory plan picture")
+    p.add_argument("--plot", metavar="FILE", help="write the memory plan as an SVG picture")
     _common(p)
     return ap
 
@@ -116,21 +116,32 @@ def cmd_validate(a) -> int:
 def cmd_analyze(a) -> int:
     from .compiler import analyze, load
     if a.plot:
-        raise UsageError("--plot is not available in this version")
+        from .plot import check_plot_path
+        check_plot_path(a.plot)  # refuse a bad name before the (slow) planning
     g = load(a.model, parse_input_shapes(a.input_shape), a.opt)
-    r = analyze(g).report
+    res = analyze(g)
+    r = res.report
+    if a.plot:
+        from .plot import write_plot
+        write_plot(a.plot, res.graph, res.plan)
     if a.json:
         print(json.dumps(r, indent=2))
         return 0
     rows = [[ly["name"], ly["op"], "x".join(map(str, ly["output_shape"])), f"{ly['macs']:,}",
-             f"{ly['params']:,}", f"{ly['weights_bytes']:,}", f"{ly['out_bytes']:,}"]
-            for ly in r["layers"]]
+             f"{ly['params']:,}", f"{ly['weights_bytes']:,}", f"{ly['out_bytes']:,}",
+             f"{ly['live_bytes']:,}"] for ly in r["layers"]]
     rows.append(["total", "", "", f"{r['macs']:,}", f"{r['params']:,}", f"{r['weights_bytes']:,}",
-                 f"{sum(ly['out_bytes'] for ly in r['layers']):,}"])
-    print(format_table(["layer", "op", "output", "MACs", "params", "weight B", "activation B"],
+                 f"{sum(ly['out_bytes'] for ly in r['layers']):,}", ""])
+    print(format_table(["layer", "op", "output", "MACs", "params", "weight B", "activation B", "RAM B"],
                        rows, total_row=True))
     print(f"arena {r['arena_bytes']:,} B (lower bound {r['arena_lower_bound_bytes']:,} B, "
           f"naive {r['arena_naive_bytes']:,} B)")
+    if r["layers"]:
+        # RAM B: arena bytes live while the layer runs; the first maximum is the lower bound.
+        peak = max(r["layers"], key=lambda ly: ly["live_bytes"])
+        print(f"peak at layer {peak['name']} ({peak['live_bytes']:,} B live)")
+    if a.plot:
+        print(f"wrote {a.plot}")
     return 0
 
 

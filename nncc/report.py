@@ -40,6 +40,10 @@ def layer_rows(g: Graph) -> list[dict]:
 def build_report(g: Graph, plan: MemoryPlan, target: str = "host",
                  precision: str = "float32") -> dict:
     layers = layer_rows(g)
+    # plan_memory left the nodes in schedule order, so layer i runs at step i.
+    live = plan.live_bytes_per_step
+    for i, row in enumerate(layers):
+        row["live_bytes"] = live[i] if i < len(live) else 0  # arena bytes in use at this layer
     # Weights shared by several nodes are stored once.
     weight_tensors = {t for n in g.nodes() for i, t in enumerate(n.inputs)
                       if t and g.is_const(t) and i not in make_op(n).const_inputs}
