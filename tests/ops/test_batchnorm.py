@@ -84,7 +84,9 @@ def test_batchnorm_reference_matches_onnx():
     ({"is_test": 1, "spatial": 0}, 6, ("y",)),       # per-activation parameters
 ])
 def test_batchnorm_refused(tmp_path, attrs, opset, outputs):
+    # Training statistics matter only when the model reads them: make them graph outputs.
     node = helper.make_node("BatchNormalization", ["x", *PARAMS], list(outputs), **attrs)
-    m = make_model([node], [("x", (1, 3, 4, 4))], [("y", (1, 3, 4, 4))], params(3), opset=opset)
+    outs = [("y", (1, 3, 4, 4))] + [(o, (3,)) for o in outputs[1:]]
+    m = make_model([node], [("x", (1, 3, 4, 4))], outs, params(3), opset=opset)
     with pytest.raises(UnsupportedOp):
         compile_model(save(m, tmp_path), tmp_path / "out")
