@@ -31,12 +31,15 @@ test-all: $(STAMP)
 
 # Cross toolchains and QEMU from Debian (needs root); target tests skip without them.
 toolchains:
-	@if command -v arm-none-eabi-gcc >/dev/null && command -v riscv64-unknown-elf-gcc >/dev/null; then \
+	@if command -v arm-none-eabi-gcc >/dev/null && command -v riscv64-unknown-elf-gcc >/dev/null && \
+	  echo '#include <math.h>' | riscv64-unknown-elf-gcc --specs=picolibc.specs -fsyntax-only -x c - 2>/dev/null && \
+	  command -v qemu-system-arm >/dev/null && command -v qemu-system-riscv32 >/dev/null; then \
 	  echo "cross toolchains present"; \
 	elif [ "$$(id -u)" = 0 ]; then \
 	  apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends \
-	    gcc-arm-none-eabi libnewlib-arm-none-eabi qemu-system-arm gcc-riscv64-unknown-elf qemu-system-misc; \
-	else echo "not root: install gcc-arm-none-eabi gcc-riscv64-unknown-elf yourself"; fi
+	    gcc-arm-none-eabi libnewlib-arm-none-eabi qemu-system-arm gcc-riscv64-unknown-elf qemu-system-misc \
+	    picolibc-riscv64-unknown-elf; \
+	else echo "not root: install gcc-arm-none-eabi libnewlib-arm-none-eabi qemu-system-arm gcc-riscv64-unknown-elf qemu-system-misc picolibc-riscv64-unknown-elf yourself"; fi
 
 lint: $(STAMP)
 	$(BIN)/ruff check nncc tests

@@ -118,7 +118,8 @@ def _input_tensor(vi: onnx.ValueInfoProto, pinned: dict) -> TensorInfo:
         if d.HasField("dim_value") and d.dim_value > 0:
             dims.append(d.dim_value)
         elif d.HasField("dim_value") and d.dim_value == 0:
-            raise UnsupportedOp(f"input {vi.name!r} has a zero-size dimension (empty tensors)")
+            raise UnsupportedOp(f"unsupported: input {vi.name!r} has a zero-size dimension "
+                                "(empty tensors)")
         else:
             sym = d.dim_param or "?"
             raise ShapeError(f"input {vi.name!r} has dynamic dimension {sym!r}; pin it with "
