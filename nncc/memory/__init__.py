@@ -2,17 +2,20 @@
 
 Stage "schedule + memory plan" of the pipeline. `plan_memory` first lets `nncc.schedule` pick a
 topological order with a lower peak of live bytes (it rewrites the graph's node order when that
-helps), then turns every intermediate tensor into a buffer live from the step that writes it to
-the last step that reads it, runs every strategy of `STRATEGIES` and keeps the smallest arena
+helps), lets `nncc.memory.alias` decide which tensors share memory (views, concat slices,
+in-place elementwise ops), then turns every arena buffer into one live from the first step that
+writes it to the last step that reads it, runs every strategy of `STRATEGIES` and keeps the smallest arena
 (ties go to the earlier strategy, so the result is deterministic). Graph inputs and outputs are
 caller buffers and constants live in flash: none of them is in the arena. The plan reports the
-arena, the lower bound (peak bytes live at one step) and the naive size (no reuse).
+arena, the lower bound (peak bytes live at one step, aliased tensors counted once) and the
+naive size (every intermediate tensor in its own buffer: no reuse, no aliasing).
 """
 from __future__ import annotations
 
 from dataclasses import dataclass, field
 
 from ..ir import Graph
+from .alias import Aliasing, analyze_aliases
 from .exact import MAX_BUFFERS, ExactPlanner
 from .planners import (
     Buffer,
@@ -28,12 +31,14 @@ from .planners import (
 
 __all__ = [
     "STRATEGIES",
+    "Aliasing",
     "Buffer",
     "ExactPlanner",
     "GreedyBySizePlanner",
     "MemoryPlan",
     "Planner",
     "align_up",
+    "analyze_aliases",
     "check_layout",
     "lifetimes",
     "live_bytes",
@@ -42,7 +47,7 @@ __all__ = [
 ]
 
 # Fixed order: on equal arenas the earlier strategy wins. The exact search runs last and only on
-# small problems (<= MAX_BUFFERS buffers); it starts from the greedy-by-size layout.
+# small problems (<= MAX_BUFFERS buffers); it starts from the best greedy layout.
 STRATEGIES: list[type[Planner]] = [GreedyBySizePlanner, GreedyBySizeBestFitPlanner, GreedyByBreadthPlanner,
                                    GreedyByConflictPlanner, FirstFitByStartPlanner, ExactPlanner]
 
@@ -60,28 +65,33 @@ class MemoryPlan:
     schedule: list[str] = field(default_factory=list)  # node names in execution order
     default_lower_bound_bytes: int = 0  # the lower bound with the graph's order before scheduling
     scheduler: str = "default"  # which candidate order was kept (see nncc.schedule)
+    alias: Aliasing = field(default_factory=Aliasing)  # where every tensor lives (nncc.memory.alias)
+
+    def arena_offset(self, t: str) -> int:
+        """Byte offset in the arena of tensor `t`, whose host must be an arena buffer."""
+        host, off = self.alias.loc[t]
+        return self.offsets[host] + off
 
 
-def lifetimes(g: Graph, align: int = 4) -> list[Buffer]:
-    """One Buffer per intermediate tensor, in schedule order. A tensor no node reads lives
-    only at the step that writes it (the kernel still needs somewhere to put it)."""
-    order = g.nodes()
-    step = {n.name: i for i, n in enumerate(order)}
+def lifetimes(g: Graph, align: int = 4, alias: Aliasing | bool = True) -> list[Buffer]:
+    """One Buffer per arena buffer, in schedule order of first write. A buffer holds one
+    tensor, or several that share memory (`alias`: an Aliasing, True to compute it for the
+    current order, False for none); it lives from the first step writing any of them to the
+    last step reading any of them. A tensor no node reads lives only at the step that writes
+    it (the kernel still needs somewhere to put it)."""
+    if not isinstance(alias, Aliasing):
+        alias = analyze_aliases(g, enable=bool(alias))
+    first: dict[str, int] = {}
     last: dict[str, int] = {}
-    for n in order:
-        for t in n.inputs:
-            if t:
-                last[t] = step[n.name]  # nodes come in schedule order: the last reader wins
-    skip = set(g.outputs)
-    bufs, seen = [], set()
-    for n in order:
+    for i, n in enumerate(g.nodes()):
         for t in n.outputs:
-            if t and t not in skip and t not in seen and not g.is_const(t):
-                seen.add(t)
-                first = step[n.name]
-                size = align_up(g.tensors[t].nbytes, align)
-                bufs.append(Buffer(t, size, first, max(first, last.get(t, first))))
-    return bufs
+            if t and alias.kind.get(alias.host(t)) == "arena":
+                first.setdefault(alias.host(t), i)
+        for t in n.inputs:
+            if t and t in alias.loc and alias.kind.get(alias.host(t)) == "arena":
+                last[alias.host(t)] = i  # nodes come in schedule order: the last reader wins
+    return [Buffer(h, align_up(g.tensors[h].nbytes, align), s, max(s, last.get(h, s)))
+            for h, s in first.items()]
 
 
 def live_bytes(bufs: list[Buffer], n_steps: int) -> list[int]:
@@ -129,26 +139,35 @@ def plan_buffers(bufs: list[Buffer], align: int = 4, lower: int = 0) -> tuple[Pl
     return best, arenas
 
 
-def plan_memory(g: Graph, align: int = 4, reorder: bool = True) -> MemoryPlan:
+def _peak(g: Graph, align: int, alias: bool) -> int:
+    return max(live_bytes(lifetimes(g, align, alias), len(g.nx)), default=0)
+
+
+def plan_memory(g: Graph, align: int = 4, reorder: bool = True, alias: bool = True) -> MemoryPlan:
     """Plan the arena of `g`. With `reorder`, first apply the schedule of `nncc.schedule`
-    (this rewrites the node order of `g` in place when it lowers the peak live bytes)."""
-    default_peak = max(live_bytes(lifetimes(g, align), len(g.nx)), default=0)
+    (this rewrites the node order of `g` in place when it lowers the peak live bytes, counted
+    with aliasing). With `alias`, tensors share memory where nncc.memory.alias allows it."""
+    default_peak = _peak(g, align, alias)
     scheduler = "default"
     if reorder:
         from ..schedule import apply_schedule, best_schedule
         sched = best_schedule(g, align)
-        if sched.peak < default_peak:
-            apply_schedule(g, sched.order)
+        before = [n.name for n in g.nodes()]
+        apply_schedule(g, sched.order)
+        if _peak(g, align, alias) < default_peak:
             scheduler = sched.method
-    bufs = lifetimes(g, align)
+        else:
+            apply_schedule(g, before)
+    al = analyze_aliases(g, enable=alias)
+    bufs = lifetimes(g, align, al)
     live = live_bytes(bufs, len(g.nx))
     lower = max(live, default=0)
     planner, arenas = plan_buffers(bufs, align, lower)
     plan = MemoryPlan(arena_bytes=planner.arena_size() if bufs else 0, lower_bound_bytes=lower,
-                      naive_bytes=sum(b.size for b in bufs), live_bytes_per_step=live,
+                      naive_bytes=sum(b.size for b in lifetimes(g, align, False)), live_bytes_per_step=live,
                       strategy=planner.name if bufs else "", strategy_arenas=arenas,
                       schedule=[n.name for n in g.nodes()], default_lower_bound_bytes=default_peak,
-                      scheduler=scheduler)
+                      scheduler=scheduler, alias=al)
     for i, b in enumerate(planner.buffers if bufs else []):
         plan.offsets[b.name] = planner.offset(i)
         plan.sizes[b.name] = b.size

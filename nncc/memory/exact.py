@@ -11,7 +11,21 @@ finished (the result is then optimal).
 """
 from __future__ import annotations
 
-from .planners import GreedyBySizePlanner, Planner, conflict_lists, find_offset
+from .planners import (
+    FirstFitByStartPlanner,
+    GreedyByBreadthPlanner,
+    GreedyByConflictPlanner,
+    GreedyBySizeBestFitPlanner,
+    GreedyBySizePlanner,
+    Planner,
+    conflict_lists,
+    find_offset,
+)
+
+# The search starts from the best of these layouts, so it is never worse than any of them,
+# even when the node cap stops it early.
+SEEDS = [GreedyBySizePlanner, GreedyBySizeBestFitPlanner, GreedyByBreadthPlanner, GreedyByConflictPlanner,
+         FirstFitByStartPlanner]
 
 MAX_BUFFERS = 12
 MAX_NODES = 4_000
@@ -27,10 +41,14 @@ class ExactPlanner(Planner):
         self.nodes = 0
 
     def plan(self) -> None:
-        seed = GreedyBySizePlanner(self.align)
-        for b in self.buffers:
-            seed.add_buffer(b.name, b.size, b.first, b.last)
-        seed.plan()
+        seed = None
+        for cls in SEEDS:
+            p = cls(self.align)
+            for b in self.buffers:
+                p.add_buffer(b.name, b.size, b.first, b.last)
+            p.plan()
+            if seed is None or p.arena_size() < seed.arena_size():
+                seed = p
         self.best = seed.arena_size()
         self.best_offsets = [b.offset for b in seed.buffers]
         self.conf = conflict_lists(self.buffers)

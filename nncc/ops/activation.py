@@ -17,6 +17,7 @@ from .elementwise import Elementwise, broadcast_shape
 
 class Activation(Op):
     template = "ops/activation.c.j2"
+    inplace_inputs = (0,)  # activation.c.j2: y0[i] = f(x0[i]), one flat loop
 
     def infer(self, x, *rest):
         if x.dtype != "float32":

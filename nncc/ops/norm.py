@@ -23,6 +23,7 @@ class BatchNormalization(Op):
     """Opsets 1-6: `is_test` selects the mode (default 0 = training), `spatial` the layout of the
     parameters (1 = one value per channel), `consumed_inputs`/`momentum` do not change y."""
     template = "ops/batchnorm.c.j2"
+    inplace_inputs = (0,)  # batchnorm.c.j2 reads xc[i] then writes yc[i]
 
     def parse(self):
         self.eps = float(self.attr("epsilon", 1e-5))

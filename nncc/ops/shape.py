@@ -3,8 +3,8 @@ copied unchanged, only the static shape differs), Transpose (a permuted copy) an
 
 The parameters that decide a shape (Reshape's shape, Squeeze/Unsqueeze axes from opset 13, Dropout's
 ratio/training_mode) must be compile-time constants; the frontend has already folded
-Shape->Gather->Concat chains into constants. The copies are kept as kernels for now; a later pass
-may alias them away.
+Shape->Gather->Concat chains into constants. The views (`Op.view`) and Concat keep their copy
+kernels only where nncc/memory/alias.py cannot make them share memory.
 """
 from __future__ import annotations
 
@@ -33,8 +33,10 @@ def norm_axes(op: Op, axes, rank: int, allow_negative: bool = True) -> list[int]
 
 
 class Copy(Op):
-    """Base of the ops whose output is the input's data under another shape."""
+    """Base of the ops whose output is the input's data under another shape: views, whose
+    copy kernel only runs when the output cannot share the input's memory."""
     template = "ops/copy.c.j2"
+    view = True
 
     def out_shape(self, shape: tuple[int, ...], *params) -> tuple[int, ...]:
         return shape

@@ -1,0 +1,215 @@
+"""Alias analysis: which tensors may share memory, decided before offsets are assigned.
+
+Every tensor gets a location: a host buffer and a byte offset inside it. A host is an arena
+buffer (named by its root tensor), a caller buffer (graph input or output) or a constant in
+flash. Three rules merge tensors into one host, in this order (each relies on the previous):
+1. views (`Op.view`: Reshape, Flatten, ...): the output is the input's memory and the kernel is
+   skipped. A view of a graph input or a constant is a read-only pointer into it; a view whose
+   output is a graph output moves its input's whole buffer into the caller's output buffer when
+   it can (the producer then writes there), and otherwise keeps its copy kernel.
+2. Concat with no copy: when all dims before the axis are 1, each input's slice of the output is
+   contiguous; an input whose buffer holds nothing else is moved into its slice (its producer
+   writes there) and the Concat copies only the inputs that could not be placed.
+3. in place (`Op.inplace_inputs`, in schedule order): an elementwise kernel writes its output
+   over an input of the same shape whose whole buffer is last read by that node. Only arena
+   buffers are overwritten: caller inputs and constants are read-only, and a caller output must
+   still hold its value when run() returns.
+A buffer's lifetime is the union of its members' (first write to last read), so the planner
+keeps a concat buffer from its first slice's producer to its last reader, and the lower bound
+counts aliased tensors once. Moves only relocate a buffer whose members fill it exactly
+("movable"), so every host keeps its members inside its own bytes.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+from ..errors import UnsupportedOp
+from ..ir import Graph
+from ..ops import make_op
+
+NEVER = 1 << 60  # last use of a caller output: after the whole schedule
+
+
+@dataclass
+class Aliasing:
+    loc: dict[str, tuple[str, int]] = field(default_factory=dict)  # tensor -> (host, byte offset)
+    kind: dict[str, str] = field(default_factory=dict)  # host -> arena | input | output | const
+    skipped: set[str] = field(default_factory=set)  # nodes whose kernel is not emitted
+    placed: dict[str, list[int]] = field(default_factory=dict)  # concat node -> inputs written in place
+    how: dict[str, str] = field(default_factory=dict)  # node -> view | concat | inplace
+
+    def host(self, t: str) -> str:
+        return self.loc[t][0]
+
+    def arena_hosts(self) -> list[str]:
+        return [h for h, k in self.kind.items() if k == "arena"]
+
+
+class _Union:
+    """Union-find whose links carry byte offsets (a tensor's position inside its parent)."""
+
+    def __init__(self, g: Graph, step: dict[str, int], last: dict[str, int]):
+        self.g = g
+        self.parent: dict[str, tuple[str, int]] = {}
+        self.kind: dict[str, str] = {}
+        self.first, self.last = dict(step), dict(last)  # per root: lifetime of the whole buffer
+
+    def add(self, t: str, kind: str) -> None:
+        if t not in self.parent:
+            self.parent[t] = (t, 0)
+            self.kind[t] = kind
+
+    def find(self, t: str) -> tuple[str, int]:
+        p, off = self.parent[t]
+        if p == t:
+            return t, 0
+        root, o2 = self.find(p)
+        self.parent[t] = (root, off + o2)
+        return root, off + o2
+
+    def nbytes(self, t: str) -> int:
+        return self.g.tensors[t].nbytes
+
+    def movable(self, t: str) -> bool:
+        """t's buffer is an arena buffer that t fills exactly: it can go anywhere."""
+        root, off = self.find(t)
+        return self.kind[root] == "arena" and off == 0 and self.nbytes(root) == self.nbytes(t)
+
+    def move(self, t: str, dest: str, off: int = 0) -> None:
+        """Put the buffer of t (movable) at byte `off` of dest's location."""
+        root, _ = self.find(t)
+        host, base = self.find(dest)
+        assert root != host and self.movable(t)
+        self.parent[root] = (host, base + off)
+        self.first[host] = min(self.first.get(host, NEVER), self.first.get(root, NEVER))
+        self.last[host] = max(self.last.get(host, 0), self.last.get(root, 0))
+
+
+def analyze_aliases(g: Graph, enable: bool = True) -> Aliasing:
+    """Locations of every tensor of `g` for its current node order (the schedule)."""
+    nodes = g.nodes()
+    step, last = {}, {}
+    for i, n in enumerate(nodes):
+        for t in n.outputs:
+            if t:
+                step.setdefault(t, i)
+        for t in n.inputs:
+            if t:
+                last[t] = i
+    for t in g.outputs:
+        last[t] = NEVER
+    for t, s in step.items():
+        last[t] = max(last.get(t, s), s)
+    u = _Union(g, step, last)
+    for t in g.inputs:
+        u.add(t, "input")
+    for n in nodes:
+        for t in n.inputs + n.outputs:
+            if t and t not in u.parent:
+                u.add(t, "const" if g.is_const(t) else "output" if t in g.outputs else "arena")
+    for t in g.outputs:
+        u.add(t, "const" if g.is_const(t) else "output")
+    al = Aliasing()
+    if enable:
+        ops = {n.name: _op(n) for n in nodes}
+        for n in nodes:
+            _view(u, g, n, ops[n.name], al)
+        for n in nodes:
+            if n.op == "Concat" and ops[n.name] is not None:
+                _concat(u, g, n, ops[n.name], al)
+        for i, n in enumerate(nodes):
+            _inplace(u, g, n, ops[n.name], i, al)
+    for t in u.parent:
+        al.loc[t] = u.find(t)
+    al.kind = {h: u.kind[h] for h, _ in al.loc.values()}
+    return al
+
+
+def _op(n):
+    """The node's Op, or None when it does not parse (synthetic graphs in planner tests):
+    such a node simply aliases nothing."""
+    try:
+        return make_op(n)
+    except UnsupportedOp:
+        return None
+
+
+def _single_output(n) -> str | None:
+    outs = [t for t in n.outputs if t]
+    return outs[0] if len(outs) == 1 else None
+
+
+def _view(u: _Union, g: Graph, n, op, al: Aliasing) -> None:
+    y = _single_output(n)
+    x = n.inputs[0] if n.inputs else ""
+    if not getattr(op, "view", False) or not x or y is None or u.nbytes(x) != u.nbytes(y):
+        return
+    if g.tensors[x].dtype != g.tensors[y].dtype or y in g.inputs:
+        return
+    if u.kind[y] == "arena":  # y becomes a name for x's memory, wherever that is
+        u.move(y, x)
+    elif u.kind[y] == "output" and u.find(y) == (y, 0) and u.movable(x):
+        u.move(x, y)  # x's producer writes straight into the caller's output buffer
+    else:
+        return
+    al.skipped.add(n.name)
+    al.how[n.name] = "view"
+
+
+def _concat(u: _Union, g: Graph, n, op, al: Aliasing) -> None:
+    y = _single_output(n)
+    if y is None or u.kind[u.find(y)[0]] not in ("arena", "output"):
+        return
+    shape = g.tensors[y].shape
+    try:
+        axis = op.axis(len(shape))
+    except UnsupportedOp:
+        return
+    if any(d != 1 for d in shape[:axis]):
+        return  # the slices are interleaved rows, not contiguous blocks
+    inner = g.tensors[y].nbytes // max(shape[axis], 1) if shape[axis] else 0
+    counts = {t: n.inputs.count(t) for t in n.inputs if t}
+    placed, off = [], 0
+    for j, x in enumerate(n.inputs):
+        if not x:
+            continue
+        info = g.tensors[x]
+        ok = (counts[x] == 1 and info.size and info.dtype == g.tensors[y].dtype and u.movable(x)
+              and u.find(x)[0] != u.find(y)[0])
+        if ok:
+            u.move(x, y, off)
+            placed.append(j)
+        off += info.shape[axis] * inner
+    if placed:
+        al.placed[n.name] = placed
+        al.how[n.name] = "concat"
+        if len(placed) == sum(1 for x in n.inputs if x and g.tensors[x].size):
+            al.skipped.add(n.name)
+
+
+def _inplace(u: _Union, g: Graph, n, op, i: int, al: Aliasing) -> None:
+    y = _single_output(n)
+    cands = getattr(op, "inplace_inputs", ())
+    if y is None or not cands or n.name in al.skipped:
+        return
+    ty = g.tensors[y]
+    for j in cands:
+        x = n.inputs[j] if j < len(n.inputs) else ""
+        if not x or j in op.const_inputs or g.is_const(x):
+            continue
+        tx = g.tensors[x]
+        rx, _ = u.find(x)
+        ry, _ = u.find(y)
+        if tx.shape != ty.shape or tx.dtype != ty.dtype or rx == ry:
+            continue
+        # x's whole buffer must die here: nothing reads any of its tensors later.
+        if u.kind[rx] != "arena" or u.last.get(rx, 0) != i:
+            continue
+        if u.movable(y):
+            u.move(y, x)
+        elif u.movable(x) and u.kind[ry] in ("arena", "output"):
+            u.move(x, y)
+        else:
+            continue
+        al.how[n.name] = "inplace"
+        return
