@@ -71,6 +71,10 @@ def loop_nest(out_shape: tuple[int, ...], in_shapes: list[tuple[int, ...]]) -> d
 class Elementwise(Op):
     """Base of the broadcasting n-ary kernels. Subclasses define `compute` (numpy, float32 in)."""
     template = "ops/binary.c.j2"
+    accepts_activation = True  # binary.c.j2 applies it before the store (Add -> Relu in ResNets)
+    # binary.c.j2 loads every operand at the current index before storing y0 there, and an
+    # operand of the output's shape is indexed exactly like y0: y0 may overwrite it.
+    inplace_inputs = (0, 1)
 
     def aligned(self, shapes: list[tuple[int, ...]]) -> list[tuple[int, ...]]:
         """Input shapes as numpy should broadcast them (legacy axis alignment overrides this)."""
@@ -92,7 +96,8 @@ class Elementwise(Op):
         arrays = [np.asarray(x, np.float32).reshape(s) for x, s in zip(xs, shapes)]
         with np.errstate(all="ignore"):  # x/0 -> inf, like the C
             y = self.compute(*arrays)
-        return [np.broadcast_to(y, self.out_shape([x.shape for x in xs])).astype(np.float32)]
+        y = np.broadcast_to(y, self.out_shape([x.shape for x in xs])).astype(np.float32)
+        return [self.epilogue(y)]
 
     def compute(self, *xs: np.ndarray) -> np.ndarray:
         raise NotImplementedError

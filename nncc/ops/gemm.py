@@ -23,6 +23,7 @@ class Gemm(Op):
     """Opsets 1-6: C is broadcast only with `broadcast=1`, else it must be exactly (M, N)."""
     template = "ops/gemm.c.j2"
     unidirectional = False
+    accepts_activation = True  # gemm.c.j2 applies it before the store
 
     def parse(self):
         self.alpha = float(self.attr("alpha", 1.0))
@@ -70,7 +71,7 @@ class Gemm(Op):
         if self.uses_c(c):
             y = y + self.beta * np.broadcast_to(c.astype(np.float64).reshape(
                 (1,) * (2 - c.ndim) + c.shape), y.shape)
-        return [y.astype(np.float32)]
+        return [self.epilogue(y.astype(np.float32))]
 
     def macs(self, ins, outs):
         m, n, k = self.dims(ins[0].shape, ins[1].shape)
@@ -136,13 +137,14 @@ class MatMulShapes:
 class MatMul(Op):
     """y = a @ b with numpy semantics."""
     template = "ops/matmul.c.j2"
+    accepts_activation = True  # matmul.c.j2 applies it before the store
 
     def infer(self, a, b):
         return [(MatMulShapes(a.shape, b.shape).out, "float32")]
 
     def reference(self, a, b):
         MatMulShapes(a.shape, b.shape)
-        return [np.matmul(a.astype(np.float64), b.astype(np.float64)).astype(np.float32)]
+        return [self.epilogue(np.matmul(a.astype(np.float64), b.astype(np.float64)).astype(np.float32))]
 
     def macs(self, ins, outs):
         s = MatMulShapes(ins[0].shape, ins[1].shape)

@@ -33,8 +33,12 @@ PIPELINE: dict[int, list[str]] = {
     0: [],
     1: _CLEANUP,
     2: _CLEANUP + [
-        "fuse_pad",         # Pad -> Conv: Conv pads grow; independent of the activation fusion
-        "fuse_activation",  # after fold_batchnorm: Conv -> BN -> Relu only becomes Conv -> Relu there
+        "fold_constant_scale",  # after fold_batchnorm (a BN's scale+shift is folded first), before
+                                # fuse_activation: a Mul/Add between Conv and Relu blocks that fusion
+        "fuse_matmul_add",      # MatMul -> Add(bias) becomes Gemm, so the Relu after it can fuse
+        "fuse_pad",             # Pad -> Conv: Conv pads grow; independent of the activation fusion
+        "fuse_activation",      # after the folds: Conv -> BN -> Relu only becomes Conv -> Relu there
+        "fuse_conv_pool",       # last: takes Conv[+activation] -> pool, once the activation is in
     ],
 }
 
@@ -52,5 +56,6 @@ def run_pipeline(g: Graph, level: int = 2) -> Graph:
     return g
 
 
-for _m in ["remove_identity", "dead_code", "fold_batchnorm", "fuse_pad", "fuse_activation"]:
+for _m in ["remove_identity", "dead_code", "fold_batchnorm", "fold_constant_scale", "fuse_matmul_add",
+           "fuse_pad", "fuse_activation", "fuse_conv_pool"]:
     importlib.import_module(f"{__name__}.{_m}")

@@ -4,6 +4,7 @@ from __future__ import annotations
 import numpy as np
 
 from ..ir import Graph, Node, TensorInfo
+from ..ops import make_op
 
 
 def sole_consumer(g: Graph, tensor: str) -> Node | None:
@@ -37,3 +38,25 @@ def drop_unused(g: Graph, tensors) -> None:
     for t in tensors:
         if t and t in g.tensors and g.is_const(t) and t not in g.outputs and not g.consumers(t):
             del g.tensors[t]
+
+
+def const_operand(g: Graph, node: Node) -> tuple[str, np.ndarray] | None:
+    """For a two-input elementwise node (Add, Mul) with one runtime and one constant operand,
+    where the constant only broadcasts into the runtime operand (the output has its shape):
+    (runtime tensor, constant as float64 padded with leading 1s to the output's rank)."""
+    if len(node.inputs) != 2 or not all(node.inputs) or any(node.outputs[1:]):
+        return None
+    consts = [g.is_const(t) for t in node.inputs]
+    if consts.count(True) != 1:
+        return None
+    shapes = make_op(node).aligned([g.tensors[t].shape for t in node.inputs])
+    x, c = (1, 0) if consts[0] else (0, 1)
+    out = g.tensors[node.outputs[0]].shape
+    if tuple(shapes[x]) != tuple(out) or len(shapes[c]) > len(out):
+        return None
+    if g.tensors[node.inputs[c]].dtype != "float32":
+        return None
+    value = np.asarray(g.const(node.inputs[c]), np.float64)
+    if not np.all(np.isfinite(value)):
+        return None  # inf * 0 or nan would not survive being moved into the weights
+    return node.inputs[x], value.reshape((1,) * (len(out) - len(shapes[c])) + tuple(shapes[c]))

@@ -1,7 +1,9 @@
 """Pass: fuse an elementwise activation into the op that produces its input.
 
 Conv -> Relu (or Clip with constant bounds, LeakyRelu, HardSigmoid, HardSwish, Sigmoid, Tanh)
-becomes one Conv whose kernel applies the activation to each result before storing it: one
+becomes one Conv whose kernel applies the activation to each result before storing it; the same
+for Gemm, MatMul and the broadcasting elementwise ops (Add -> Relu closes every ResNet block,
+MatMul+Add -> Relu, once fuse_matmul_add made it a Gemm, is the fully connected layer): one
 pass over the output instead of two, and no intermediate buffer. The activation is recorded as
 `node.attrs[FUSED_ACTIVATION] = {"op": ..., "params": ...}` with the activation op's own
 `params()`, which the numpy reference (`Op.epilogue`) and the C (`_activation.j2` act()) read.

@@ -88,3 +88,57 @@ def test_not_fused(tmp_path):
     changed, after = apply(g, fuse_activation)
     assert not changed
     assert op_counts(after) == op_counts(g)
+
+
+# -- producers besides Conv: Gemm, MatMul (2-D and batched), the broadcasting elementwise ops ----
+def producer_model(kind):
+    rng = np.random.default_rng(7)
+    if kind == "Gemm":
+        inits = {"W": rng.standard_normal((5, 6)).astype(np.float32),
+                 "C": rng.standard_normal(5).astype(np.float32)}
+        return [helper.make_node("Gemm", ["x", "W", "C"], ["t"], transB=1, alpha=0.5)], \
+            [("x", (3, 6))], inits
+    if kind == "MatMul":
+        inits = {"W": rng.standard_normal((6, 4)).astype(np.float32)}
+        return [helper.make_node("MatMul", ["x", "W"], ["t"])], [("x", (2, 3, 6))], inits
+    if kind == "MatMul2":  # both runtime
+        return [helper.make_node("MatMul", ["x", "x2"], ["t"])], [("x", (3, 6)), ("x2", (6, 4))], {}
+    # Add / Sub / Mul with broadcasting between two runtime inputs
+    return [helper.make_node(kind, ["x", "x2"], ["t"])], [("x", (1, 4, 3, 3)), ("x2", (4, 1, 1))], {}
+
+
+PRODUCERS = ["Gemm", "MatMul", "MatMul2", "Add", "Sub", "Mul"]
+PROD_ACTS = [ACTS[0], ACTS[1], ACTS[4], ACTS[6], ACTS[7]]  # Relu, Relu6, LeakyRelu, HardSwish, Sigmoid
+
+
+def with_activation(kind, act):
+    op, attrs, bounds, opset, _ = act
+    nodes, ins, inits = producer_model(kind)
+    names = ["t"]
+    for key in ("lo", "hi"):
+        if key in bounds:
+            inits[key] = np.float32(bounds[key])
+            names.append(key)
+    return nodes + [helper.make_node(op, names, ["y"], **attrs)], ins, inits, opset
+
+
+@pytest.mark.parametrize("kind", PRODUCERS)
+@pytest.mark.parametrize("act", PROD_ACTS, ids=[a[0] for a in PROD_ACTS])
+def test_fuse_into_producer(tmp_path, kind, act):
+    nodes, ins, inits, opset = with_activation(kind, act)
+    g = build(tmp_path, nodes, ins, ["y"], inits, opset=opset)
+    changed, after = apply(g, fuse_activation)
+    assert changed
+    (node,) = after.nodes()
+    assert node.op == kind.rstrip("2") and node.attrs[FUSED_ACTIVATION]["op"] == act[0]
+    assert node.outputs == ["y"]
+
+
+@pytest.mark.parametrize("kind", PRODUCERS)
+def test_fused_producer_c(tmp_path, kind):
+    for i, act in enumerate(PROD_ACTS):
+        nodes, ins, inits, opset = with_activation(kind, act)
+        m = make_model(nodes, ins, [("y", None)], inits, opset=opset)
+        (tmp_path / str(i)).mkdir()
+        res = check_model(save(m, tmp_path / str(i)), tmp_path / str(i), opt_level=2)
+        assert [(r["op"], r["fused"]) for r in res.report["layers"]] == [(kind.rstrip("2"), [act[0]])]
