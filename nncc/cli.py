@@ -35,6 +35,11 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--target", default="host")
     p.add_argument("--align", type=int, default=4, choices=[4, 8, 16])
     p.add_argument("--quantize", choices=["int8", "int16"])
+    p.add_argument("--calib", metavar="CALIB.npz", help="calibration inputs for --quantize")
+    p.add_argument("--scaling", choices=["fixed", "shift", "double-shift"], default="fixed",
+                   help="requantization: int32 multiplier + shift, or power-of-two scales")
+    p.add_argument("--observer", choices=["minmax", "percentile"], default="minmax",
+                   help="activation range observer used while calibrating")
     _common(p)
 
     p = sub.add_parser("run", help="run a compiled project on the host")
@@ -50,6 +55,11 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--atol", type=float, default=1e-5)
     _common(p)
 
+    p = sub.add_parser("bench", help="instructions executed per inference (valgrind / QEMU)")
+    p.add_argument("model")
+    p.add_argument("--target", default="host")
+    _common(p)
+
     p = sub.add_parser("analyze", help="per-layer MACs, parameters, weights and activations")
     p.add_argument("model")
     p.add_argument("--json", action="store_true", help="print report.json instead of a table")
@@ -60,32 +70,54 @@ def build_parser() -> argparse.ArgumentParser:
 
 def _check_target(target: str) -> None:
     if target != "host":
-        raise UsageError(f"--target {target}: only 'host' is available in this version")
+        from .firmware import load_target
+        load_target(target)  # UsageError listing the targets for an unknown name
 
 
 def cmd_compile(a) -> int:
     from .compiler import compile_model
     _check_target(a.target)
-    if a.quantize:
-        raise UsageError("--quantize is not available in this version (float32 only)")
-    res = compile_model(a.model, a.output, name=a.name, force=a.force, opt_level=a.opt,
-                        input_shapes=parse_input_shapes(a.input_shape), align=a.align)
+    kw = {"name": a.name, "force": a.force, "opt_level": a.opt,
+          "input_shapes": parse_input_shapes(a.input_shape), "align": a.align}
+    if a.quantize or a.calib:
+        kw["quant"] = _quant_options(a)
+    if a.target != "host":
+        from .firmware import compile_firmware, summary
+        res = compile_firmware(a.model, a.output, a.target, **kw)
+    else:
+        res = compile_model(a.model, a.output, **kw)
     r = res.report
     print(f"wrote {res.out_dir}/{r['model']}.c: {len(r['layers'])} layers, {r['macs']:,} MACs, "
           f"weights {r['weights_bytes']:,} B, arena {r['arena_bytes']:,} B "
           f"(lower bound {r['arena_lower_bound_bytes']:,} B, naive {r['arena_naive_bytes']:,} B)")
+    if a.target != "host":
+        print(summary(res))
     return 0
+
+
+def _quant_options(a):
+    from .npzio import load_npz
+    from .quant.quantize import QuantOptions
+    if not a.quantize:
+        raise UsageError("--calib needs --quantize int8")
+    if not a.calib or a.calib == "none":
+        raise UsageError("--quantize needs --calib CALIB.npz (data-free --calib none is not "
+                         "available yet)")
+    return QuantOptions(a.quantize, arrays=load_npz(a.calib), scaling=a.scaling,
+                        observer=a.observer, progress=True)
 
 
 def cmd_run(a) -> int:
     from .compiler import read_report
     from .host import HostModel
     from .npzio import join_samples, load_npz, split_samples
+    from .quant.quantize import host_codec
     report = read_report(Path(a.project))
     samples, batched = split_samples(load_npz(a.inputs), report["inputs"])
     host = HostModel(a.project, report)
+    encode, decode = host_codec(report)  # float <-> int8 with the project's scales
     try:
-        outs = [host.run(s) for s in samples]
+        outs = [decode(host.run(encode(s))) for s in samples]
     finally:
         host.close()
     try:
@@ -106,7 +138,8 @@ def cmd_validate(a) -> int:
         from .compiler import analyze, load
         g = load(a.model, shapes, a.opt)
         samples, _ = split_samples(load_npz(a.inputs), analyze(g).report["inputs"])
-    v = validate(a.model, samples, rtol=a.rtol, atol=a.atol, input_shapes=shapes, opt_level=a.opt)
+    v = validate(a.model, samples, rtol=a.rtol, atol=a.atol, input_shapes=shapes, opt_level=a.opt,
+                 target=a.target)
     rows = [[s, o, ref, *m.row()] for s, o, ref, m in v.rows]
     print(format_table(["sample", "output", "oracle", "max abs", "max rel", "cosine", "result"], rows))
     print(f"{'PASS' if v.ok else 'FAIL'} (rtol {a.rtol:g}, atol {a.atol:g})")
@@ -145,8 +178,17 @@ def cmd_analyze(a) -> int:
     return 0
 
 
+def cmd_bench(a) -> int:
+    from .bench import bench
+    _check_target(a.target)
+    b = bench(a.model, a.target, input_shapes=parse_input_shapes(a.input_shape), opt_level=a.opt)
+    print(f"{b.target}: {b.instructions:,} instructions per inference, {b.macs:,} MACs, "
+          f"{b.per_mac:.2f} instructions per MAC ({b.method})")
+    return 0
+
+
 COMMANDS = {"compile": cmd_compile, "run": cmd_run, "validate": cmd_validate,
-            "analyze": cmd_analyze}
+            "analyze": cmd_analyze, "bench": cmd_bench}
 
 
 def main(argv: list[str] | None = None) -> int:

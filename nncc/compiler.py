@@ -44,7 +44,8 @@ def load(model_path: str | Path, input_shapes: dict | None = None, opt_level: in
 
 def analyze(g: Graph, align: int = 4, target: str = "host") -> Compiled:
     plan = plan_memory(g, align)
-    return Compiled(g, plan, build_report(g, plan, target))
+    precision = "int8" if any(t.quant is not None for t in g.tensors.values()) else "float32"
+    return Compiled(g, plan, build_report(g, plan, target, precision))
 
 
 def _manifest(out_dir: Path) -> set[str]:
@@ -82,12 +83,21 @@ def prepare_out_dir(out_dir: Path, force: bool, names=()) -> None:
 
 def compile_model(model_path: str | Path, out_dir: str | Path, name: str | None = None,
                   force: bool = False, input_shapes: dict | None = None, opt_level: int = 2,
-                  align: int = 4, blob_threshold: int = BLOB_THRESHOLD) -> Compiled:
+                  align: int = 4, blob_threshold: int = BLOB_THRESHOLD, target: str = "host",
+                  extra_files=None, quant=None) -> Compiled:
+    """`extra_files(compiled, files) -> {name: bytes}` (nncc/firmware.py) adds or replaces files
+    before anything is written; it may refuse the model by raising. `quant`
+    (nncc.quant.quantize.QuantOptions) makes an int8 build."""
     prefix = model_prefix(name) if name is not None else default_name(model_path)
     out_dir = Path(out_dir)
     g = load(model_path, input_shapes, opt_level, prefix)
-    res = analyze(g, align)
+    if quant is not None:  # nncc.quant.quantize.QuantOptions
+        from .quant.quantize import quantize
+        g = quantize(g, quant)
+    res = analyze(g, align, target)
     files = Emitter(g, res.plan, prefix, blob_threshold=blob_threshold).render(res.report)
+    if extra_files is not None:
+        files.update(extra_files(res, files))
     files[MANIFEST] = "".join(f"{n}\n" for n in sorted(files)).encode("utf-8")
     prepare_out_dir(out_dir, force, list(files))
     try:

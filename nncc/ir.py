@@ -15,12 +15,22 @@ import numpy as np
 from .errors import BadModel
 
 
+@dataclass(frozen=True)
+class QuantParams:
+    """Affine quantization, real = scale * (q - zero_point) (nncc/quant/). One value each for a
+    per-tensor tensor; one per index along `axis` for per-channel weights."""
+    scale: tuple[float, ...]
+    zero_point: tuple[int, ...]
+    axis: int | None = None
+
+
 @dataclass
 class TensorInfo:
     name: str
     shape: tuple[int, ...]
     dtype: str = "float32"
     data: np.ndarray | None = None  # set for constants (weights, folded subgraphs)
+    quant: QuantParams | None = None  # set for the integer tensors of a quantized graph
 
     @property
     def is_const(self) -> bool:

@@ -64,4 +64,7 @@ def build_report(g: Graph, plan: MemoryPlan, target: str = "host",
 def _io(g: Graph, t: str) -> dict:
     from .codegen.emit import CTYPES
     info = g.tensors[t]
-    return {"name": t, "shape": list(info.shape), "dtype": info.dtype, "ctype": CTYPES[info.dtype]}
+    io = {"name": t, "shape": list(info.shape), "dtype": info.dtype, "ctype": CTYPES[info.dtype]}
+    if info.quant is not None:  # int8 builds: real = scale * (q - zero_point)
+        io["scale"], io["zero_point"] = info.quant.scale[0], info.quant.zero_point[0]
+    return io

@@ -67,7 +67,10 @@ class Validation:
 
 
 def validate(model_path: str | Path, samples: list[dict] | None = None, rtol: float = 1e-4,
-             atol: float = 1e-5, use_ort: bool = True, **compile_args) -> Validation:
+             atol: float = 1e-5, use_ort: bool = True, target: str = "host", **compile_args) -> Validation:
+    if target != "host":  # build the test firmware, run it in QEMU
+        from .firmware import validate_on_target
+        return validate_on_target(model_path, samples, rtol, atol, use_ort, target, **compile_args)
     with tempfile.TemporaryDirectory(prefix="nncc-validate-") as tmp:
         res = compile_model(model_path, Path(tmp) / "proj", **compile_args)
         report = res.report

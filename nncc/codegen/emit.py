@@ -34,7 +34,7 @@ class TensorRef:
     size: int
     ctype: str
     kind: str  # "input", "output", "const", "arena"
-    offset: int = 0
+    offset: int = 0  # bytes into the arena (kind "arena"), else elements past `cname`
     data: np.ndarray | None = field(default=None, repr=False)
 
 
@@ -68,7 +68,18 @@ class Emitter:
             if t not in self.refs and (t in passed or t in g.outputs):
                 self._ref(t, "const", self.namer(t, "w"))
         for t in g.intermediates():
-            self._ref(t, "arena", self.namer(t, "t"), self.plan.offsets[t])
+            self._intermediate_ref(t)
+
+    def _intermediate_ref(self, t: str) -> None:
+        """An intermediate lives in the arena, or inside the memory of another tensor it
+        aliases (nncc/memory/alias.py): a caller buffer or a constant, at some offset."""
+        host, off = self.plan.alias.loc.get(t, (t, 0))
+        kind = self.plan.alias.kind.get(host, "arena")
+        if kind == "arena":
+            self._ref(t, "arena", self.namer(t, "t"), self.plan.offsets[host] + off)
+        else:
+            h = self.refs[host]
+            self._ref(t, h.kind, h.cname, off // np.dtype(self.g.tensors[t].dtype).itemsize)
 
     def _kernel_constants(self) -> set[str]:
         """Constants some kernel reads at run time. Those an op needs only at compile time
@@ -103,7 +114,10 @@ class Emitter:
 
     def kernels(self) -> list[dict]:
         out = []
+        alias = self.plan.alias
         for i, node in enumerate(self.g.nodes()):
+            if node.name in alias.skipped:
+                continue  # a view or a concat whose inputs were all written in place
             op = make_op(node)
             ins = [self.g.tensors[t] if t else None for t in node.inputs]
             outs = [self.g.tensors[t] for t in node.outputs if t]
@@ -119,6 +133,8 @@ class Emitter:
             k = {"fn": f"node_{i}", "name": comment_text(node.name), "op": node.op, "attrs": node.attrs,
                  "ins": ins, "outs": outs, "args": args, "call": call, "kernel": node.kernel}
             k.update(op.context(ins, outs))
+            # Inputs their producers already wrote into this node's output (concat slices).
+            k["placed"] = [f"x{j}" for j in alias.placed.get(node.name, [])]
             k["code"] = self.env.get_template(op.template).render(k=k)
             out.append(k)
         return out
@@ -147,7 +163,25 @@ class Emitter:
             "inputs": [self.refs[t] for t in g.inputs], "outputs": outputs,
             "arena_bytes": max(self.plan.arena_bytes, 1),
             "weights": self.weights(), "kernels": self.kernels(), "copies": copies,
+            "quantized": any(t.quant is not None for t in g.tensors.values()),
+            "qio": self.quant_io(outputs),
         }
+
+    def quant_io(self, outputs: list[TensorRef]) -> list[dict]:
+        """Scale, zero point and converter name of each quantized input and output
+        (templates/model_quant.*.j2); macro names follow the *_SIZE macros'."""
+        res = []
+        for kind, refs in (("input", [self.refs[t] for t in self.g.inputs]), ("output", outputs)):
+            for r in refs:
+                q = self.g.tensors[r.name].quant
+                if q is None:
+                    continue
+                macro = kind.upper() if len(refs) == 1 else r.cname.upper()
+                fn = f"quantize_{kind}" if len(refs) == 1 else f"quantize_{r.cname}"
+                res.append({"name": r.name, "macro": macro, "size": r.size, "is_input": kind == "input",
+                            "fn": fn if kind == "input" else "de" + fn, "scale": q.scale[0],
+                            "zero_point": q.zero_point[0]})
+        return res
 
     def render(self, report: dict) -> dict[str, bytes]:
         """{file name: contents} of the whole project, nothing written yet."""

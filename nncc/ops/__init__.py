@@ -58,6 +58,12 @@ class Op:
     # True when reference() ends with self.epilogue(y) and the template applies
     # `node.attrs[FUSED_ACTIVATION]` before its store (passes/fuse_activation.py relies on it).
     accepts_activation = False
+    # Memory aliasing (nncc/memory/alias.py). `view`: the output is the input's bytes under
+    # another shape, so it may share the input's memory and the kernel may be skipped.
+    # `inplace_inputs`: inputs the output may overwrite when they have the output's shape --
+    # only for kernels that read every element before writing the same index.
+    view = False
+    inplace_inputs: tuple[int, ...] = ()
 
     def __init__(self, node: Node):
         self.node = node
@@ -89,8 +95,16 @@ class Op:
         """Extra template variables (loop bounds, strides...) computed from the static shapes."""
         return {}
 
-    def workspace_bytes(self, ins: list[TensorInfo], outs: list[TensorInfo]) -> int:
+    def workspace_bytes(self, ins: list[TensorInfo], outs: list[TensorInfo], kernel: str = "direct") -> int:
+        """Scratch bytes the kernel variant `kernel` needs while it runs (planned in the arena,
+        live only at this node's step, passed to the kernel as its last argument `ws`)."""
         return 0
+
+    def inplace_kernel(self, ins: list[TensorInfo], outs: list[TensorInfo]) -> tuple[int, str] | None:
+        """(input index j, kernel variant) when a variant of the kernel can write output 0 over
+        input j (not elementwise, so not `inplace_inputs`: it may use a workspace). The memory
+        planner picks it only when input j dies at this node; None: no such variant."""
+        return None
 
     def epilogue(self, y: np.ndarray) -> np.ndarray:
         """The fused activation (if any) applied to a reference result."""
@@ -127,6 +141,6 @@ def input_value(x: TensorInfo, what: str, op: Op) -> np.ndarray:
 
 # Importing the op modules fills OPS; the list is explicit so a broken module fails loudly.
 _MODULES = ["activation", "conv", "conv_transpose", "elementwise", "gemm", "lrn", "norm", "pad",
-            "pool", "reduce", "shape", "softmax"]
+            "pool", "reduce", "shape", "softmax", "conv_pool", "quantized"]
 for _m in _MODULES:
     importlib.import_module(f"{__name__}.{_m}")

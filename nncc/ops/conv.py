@@ -1,5 +1,14 @@
 """Convolutions: Conv (1-D to 3-D, groups, depthwise with channel multiplier, strides,
-dilations, pads, auto_pad) and ConvTranspose."""
+dilations, pads, auto_pad) and ConvTranspose.
+
+Two nncc extensions of Conv, both for RAM. A residual input (index 3, only when
+`attrs[FUSED_RESIDUAL]` is set by passes/fuse_residual_add.py): y = act(conv(x) + b + r), read at
+the index written, so y may overwrite r. Kernel variants writing y over x itself, chosen by the
+memory planner (nncc/memory/alias.py, via `inplace_kernel`) when x dies at this node, each with a
+small arena workspace: "dw_inplace" (depthwise, same shape: channel c's output plane goes to the
+workspace, then over input channel c, which nothing reads any more) and "pw_inplace" (1x1
+stride-1 unpadded, Cin == Cout: one pixel's outputs go to the workspace, then over that pixel).
+"""
 from __future__ import annotations
 
 import numpy as np
@@ -8,6 +17,11 @@ from ..errors import ShapeError
 from ..ir import TensorInfo
 from . import Op, register
 from ._spatial import window
+
+# Node attribute set by passes/fuse_residual_add.py: input 3 is a residual added before the
+# activation. Its value records the Add it replaced ({"add": name, "opset": n, "conv_first": bool})
+# so nncc/quant can undo the fusion.
+FUSED_RESIDUAL = "nncc_residual"
 
 
 def conv_reference(x, w, b, win, group: int) -> np.ndarray:
@@ -39,6 +53,12 @@ class Conv(Op):
 
     def parse(self):
         self.group = int(self.attr("group", 1))
+        n_in = len(self.node.inputs)
+        self.residual = bool(self.attr(FUSED_RESIDUAL)) and n_in == 4 and bool(self.node.inputs[3])
+        if type(self) is Conv and n_in > 3 and not self.residual:
+            raise self.refuse(f"{n_in} inputs (X, W, B expected)")
+        if self.residual:
+            self.inplace_inputs = (3,)  # conv.c.j2 reads r[i] just before storing y[i]
 
     def geometry(self, x: TensorInfo, w: TensorInfo):
         if len(x.shape) < 3 or len(w.shape) != len(x.shape):
@@ -50,15 +70,21 @@ class Conv(Op):
             raise ShapeError(f"channels {x.shape[1]} / weight {w.shape} / group {self.group}")
         return window(self, x.shape[2:], w.shape[2:])
 
-    def infer(self, x, w, b=None):
+    def infer(self, x, w, b=None, r=None):
         win = self.geometry(x, w)
         if b is not None and b.shape != (w.shape[0],):
             raise ShapeError(f"bias shape {b.shape}, expected ({w.shape[0]},)")
-        return [((x.shape[0], w.shape[0], *win.out_size), "float32")]
+        shape = (x.shape[0], w.shape[0], *win.out_size)
+        if r is not None and tuple(r.shape) != shape:
+            raise ShapeError(f"residual shape {r.shape}, expected {shape}")
+        return [(shape, "float32")]
 
-    def reference(self, x, w, b=None):
+    def reference(self, x, w, b=None, r=None):
         win = self.geometry(TensorInfo("x", x.shape), TensorInfo("w", w.shape))
-        return [self.epilogue(conv_reference(x, w, b, win, self.group))]
+        y = conv_reference(x, w, b, win, self.group)
+        if r is not None:
+            y = (y.astype(np.float64) + r.astype(np.float64)).astype(np.float32)
+        return [self.epilogue(y)]
 
     def macs(self, ins, outs):
         w = ins[1]
@@ -68,4 +94,29 @@ class Conv(Op):
         x, w = ins[0], ins[1]
         win = self.geometry(x, w)
         return {"g": win.as3d(), "N": x.shape[0], "C": x.shape[1], "M": w.shape[0],
-                "group": self.group, "has_bias": len(ins) > 2 and ins[2] is not None}
+                "group": self.group, "has_bias": len(ins) > 2 and ins[2] is not None,
+                "has_residual": self.residual}
+
+    def inplace_kernel(self, ins, outs) -> tuple[int, str] | None:
+        """(0, variant) when a kernel can write y over x (see the module docstring)."""
+        if self.template != Conv.template:
+            return None  # subclasses (QConv) have their own templates, without these variants
+        x, w, y = ins[0], ins[1], outs[0]
+        if tuple(x.shape) != tuple(y.shape) or x.dtype != y.dtype:
+            return None
+        win = self.geometry(x, w)
+        c, m = x.shape[1], w.shape[0]
+        if self.group == c == m:
+            return 0, "dw_inplace"
+        unit = all(v == 1 for v in win.kernel + win.strides) and not any(win.pads_begin + win.pads_end)
+        if self.group == 1 and c == m and unit:
+            return 0, "pw_inplace"
+        return None
+
+    def workspace_bytes(self, ins, outs, kernel="direct"):
+        y = outs[0]
+        if kernel == "dw_inplace":
+            return int(np.prod(y.shape[2:])) * 4  # one output plane
+        if kernel == "pw_inplace":
+            return y.shape[1] * 4  # one pixel's output channels
+        return 0

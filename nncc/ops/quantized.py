@@ -1,0 +1,299 @@
+"""Integer operators of a quantized graph (made by nncc/quant/rewrite.py, never read from ONNX).
+
+Activations are int8 with real = scale * (q - zero_point) (TFLite's int8 scheme: asymmetric
+activations, symmetric per-output-channel weights, int32 bias with scale s_in * s_w[c]).
+Everything an integer kernel needs is in its attributes and constant inputs, so `reference()`
+is pure integer numpy, bit-exact with the C templates (templates/ops/*_q.c.j2):
+  QConv / QGemm: acc = bias + sum((x - x_zp) * w) in int32; y = requantize(acc) per channel,
+    either (multiplier, shift) (`scaling` "fixed") or a shift alone ("shift"), plus y_zp,
+    clamped to [act_min, act_max] -- a fused ReLU / ReLU6 is this clamp.
+  QAdd: TFLite's int8 Add (both operands rescaled to a common fixed-point scale).
+  QMaxPool / QAveragePool (and the global forms): output scale = input scale, no requantization.
+  QView: Reshape / Flatten / Squeeze / Unsqueeze of an integer tensor.
+  Quantize / Dequantize: float32 <-> int8 where a float op (the output Softmax) takes over.
+Accumulator bound: |x - x_zp| <= 255 and |w| <= 127, so K = C/group * kernel taps must stay
+below 2^31 / (255 * 127) = 66 311 -- checked in QConv/QGemm.infer.
+"""
+from __future__ import annotations
+
+import numpy as np
+
+from ..errors import ShapeError
+from ..ir import TensorInfo
+from ..quant import fixed_point as fp
+from . import Op, register
+from .conv import Conv
+from .pool import AveragePool, GlobalAveragePool, GlobalMaxPool, MaxPool, Window, tap_counts
+
+MAX_TERMS = (2 ** 31 - 1) // (255 * 127)
+
+
+def requant(op: Op, acc: np.ndarray, mult, shift, axis: int) -> np.ndarray:
+    """Per-channel requantization along `axis` of acc, as the *_q.c.j2 templates do it."""
+    shape = [1] * acc.ndim
+    shape[axis] = -1
+    shift = np.asarray(shift, np.int64).reshape(shape)
+    zp, lo, hi = op.attr("y_zero_point"), op.attr("act_min"), op.attr("act_max")
+    if op.attr("scaling") == "shift":
+        return fp.requantize_shift(acc, shift, zp, lo, hi)
+    return fp.requantize(acc, np.asarray(mult, np.int64).reshape(shape), shift, zp, lo, hi)
+
+
+class _QMixin:
+    """Attributes every requantizing kernel has; their context for the templates."""
+
+    def check_quant_attrs(self):
+        for a in ("y_zero_point", "act_min", "act_max", "scaling"):
+            if self.attr(a) is None:
+                raise self.refuse(f"missing attribute {a} (made only by nncc/quant/rewrite.py)")
+        if self.attr("scaling") not in ("fixed", "shift"):
+            raise self.refuse(f"scaling={self.attr('scaling')!r}")
+
+    def q_context(self) -> dict:
+        return {k: self.attr(k) for k in ("x_zero_point", "y_zero_point", "act_min", "act_max",
+                                          "scaling")}
+
+
+@register("QConv")
+class QConv(_QMixin, Conv):
+    """Inputs: x int8, w int8 (M x C/group x k...), bias int32 (M), multiplier int32 (M) or ""
+    with scaling "shift", shift int8 (M; > 0 shifts right)."""
+    template = "ops/conv_q.c.j2"
+
+    def parse(self):
+        super().parse()
+        self.check_quant_attrs()
+
+    def infer(self, x, w, b=None, mult=None, shift=None):
+        win = self.geometry(x, w)
+        if x.dtype != "int8" or w.dtype != "int8":
+            raise self.refuse(f"QConv takes int8 x and w, got {x.dtype} and {w.dtype}")
+        if int(np.prod(w.shape[1:])) > MAX_TERMS:
+            raise self.refuse(f"{int(np.prod(w.shape[1:]))} terms per output overflow int32")
+        return [((x.shape[0], w.shape[0], *win.out_size), "int8")]
+
+    def reference(self, x, w, b=None, mult=None, shift=None):
+        win = self.geometry(TensorInfo("x", x.shape), TensorInfo("w", w.shape))
+        acc = int_conv(x.astype(np.int64) - self.attr("x_zero_point"), w.astype(np.int64), win,
+                       self.group)
+        if b is not None:
+            acc += b.astype(np.int64).reshape(1, -1, *([1] * win.rank))
+        # Exact in int64; the C's int32 accumulator cannot overflow (MAX_TERMS), so they agree.
+        return [requant(self, acc, mult, shift, 1)]
+
+    def context(self, ins, outs):
+        ctx = super().context(ins, outs)
+        ctx.update(self.q_context())
+        return ctx
+
+
+def int_conv(x, w, win: Window, group: int) -> np.ndarray:
+    """Direct convolution in int64; padding contributes 0 (x is already offset by its zp)."""
+    n, c = x.shape[:2]
+    m, cg = w.shape[:2]
+    xp = np.pad(x, [(0, 0), (0, 0)] + list(zip(win.pads_begin, win.pads_end)))
+    xg = xp.reshape(n, group, c // group, *xp.shape[2:])
+    wg = w.reshape(group, m // group, cg, *w.shape[2:])
+    y = np.zeros((n, group, m // group, *win.out_size), np.int64)
+    for tap in np.ndindex(*win.kernel):
+        sl = tuple(slice(tap[i] * win.dilations[i],
+                         tap[i] * win.dilations[i] + (win.out_size[i] - 1) * win.strides[i] + 1,
+                         win.strides[i]) for i in range(win.rank))
+        patch = xg[(slice(None),) * 3 + sl]
+        y += np.einsum("ngc...,gmc->ngm...", patch, wg[(slice(None),) * 3 + tap])
+    return y.reshape(n, m, *win.out_size)
+
+
+@register("QGemm")
+class QGemm(_QMixin, Op):
+    """y (M x N) = requantize(bias + (a - a_zp) @ w^T): a int8 M x K, w int8 N x K (one row per
+    output channel), bias int32 (N) or "", multiplier int32 (N) or "", shift int8 (N)."""
+    template = "ops/gemm_q.c.j2"
+    accepts_activation = True  # realised as the [act_min, act_max] clamp
+
+    def parse(self):
+        self.check_quant_attrs()
+
+    def infer(self, a, w, b=None, mult=None, shift=None):
+        if len(a.shape) != 2 or len(w.shape) != 2 or a.shape[1] != w.shape[1]:
+            raise ShapeError(f"QGemm: a {a.shape}, w {w.shape}")
+        if w.shape[1] > MAX_TERMS:
+            raise self.refuse(f"K = {w.shape[1]} overflows the int32 accumulator")
+        return [((a.shape[0], w.shape[0]), "int8")]
+
+    def reference(self, a, w, b=None, mult=None, shift=None):
+        acc = (a.astype(np.int64) - self.attr("x_zero_point")) @ w.astype(np.int64).T
+        if b is not None:
+            acc += b.astype(np.int64)[None, :]
+        return [requant(self, acc, mult, shift, 1)]
+
+    def macs(self, ins, outs):
+        return ins[0].shape[0] * ins[1].shape[0] * ins[1].shape[1]
+
+    def context(self, ins, outs):
+        return {"M": ins[0].shape[0], "N": ins[1].shape[0], "K": ins[1].shape[1],
+                "has_bias": len(ins) > 2 and ins[2] is not None, **self.q_context()}
+
+
+@register("QAdd")
+class QAdd(_QMixin, Op):
+    """y = a + b for int8 operands of one shape and their own scales (TFLite int8 Add).
+    fixed: a' = mul_qm((a - za) << 20, m_a, s_a), the same for b, y = mul_qm(a' + b', m_y, s_y).
+    shift: a' = (a - za) << l_a, b' = (b - zb) << l_b, y = shift_round(a' + b', s_y)."""
+    template = "ops/add_q.c.j2"
+    accepts_activation = True
+    inplace_inputs = (0, 1)  # add_q.c.j2 reads both operands at i before writing y0[i]
+
+    def parse(self):
+        self.check_quant_attrs()
+        for a in ("a_zero_point", "b_zero_point", "a_mult", "a_shift", "b_mult", "b_shift",
+                  "y_mult", "y_shift"):
+            if self.attr(a) is None:
+                raise self.refuse(f"missing attribute {a}")
+
+    def infer(self, a, b):
+        if a.shape != b.shape:
+            raise self.refuse(f"broadcasting int8 Add ({a.shape} + {b.shape})")
+        return [(a.shape, "int8")]
+
+    def reference(self, a, b):
+        g = self.attr
+        va = a.astype(np.int64) - g("a_zero_point")
+        vb = b.astype(np.int64) - g("b_zero_point")
+        if g("scaling") == "shift":
+            s = fp.saturating_left_shift(va, g("a_shift")).astype(np.int64) + \
+                fp.saturating_left_shift(vb, g("b_shift"))
+            return [fp.requantize_shift(fp.clamp(s, fp.INT32_MIN, fp.INT32_MAX), g("y_shift"),
+                                        g("y_zero_point"), g("act_min"), g("act_max"))]
+        sa = fp.multiply_by_quantized_multiplier(va << 20, g("a_mult"), g("a_shift"))
+        sb = fp.multiply_by_quantized_multiplier(vb << 20, g("b_mult"), g("b_shift"))
+        s = fp.clamp(sa.astype(np.int64) + sb, fp.INT32_MIN, fp.INT32_MAX)
+        return [fp.requantize(s, g("y_mult"), g("y_shift"), g("y_zero_point"), g("act_min"),
+                              g("act_max"))]
+
+    def context(self, ins, outs):
+        keys = ("a_zero_point", "b_zero_point", "a_mult", "a_shift", "b_mult", "b_shift", "y_mult",
+                "y_shift")
+        return {"size": outs[0].size, **{k: self.attr(k) for k in keys}, **self.q_context()}
+
+
+class _QPool:
+    """Integer pooling; the output keeps the input's scale and zero point (attr x_zero_point)."""
+    template = "ops/pool_q.c.j2"
+
+    def infer(self, x):
+        if x.dtype != "int8":
+            raise self.refuse(f"int8 pooling of a {x.dtype} tensor")
+        win = self.geometry(x)
+        return [((*x.shape[:2], *self.out_spatial(x, win)), "int8")]
+
+    def reference(self, x):
+        info = TensorInfo("x", x.shape)
+        win = self.geometry(info)
+        xs = x.reshape(*x.shape[:2], *win.in_size).astype(np.int64)
+        if self.kind == "max":
+            y = window_reduce(xs, win, "max")
+        else:
+            total = window_reduce(xs - self.attr("x_zero_point"), win, "sum")
+            counts = [np.array(tap_counts(win, i, self.include_pad)) for i in range(win.rank)]
+            div = np.ones(win.out_size, np.int64)
+            for i, c in enumerate(counts):
+                div = div * c.reshape([-1 if j == i else 1 for j in range(win.rank)])
+            y = fp.clamp(fp.div_round(total, div).astype(np.int64) + self.attr("x_zero_point"),
+                         -128, 127)
+        return [y.astype(np.int8).reshape(*x.shape[:2], *self.out_spatial(info, win))]
+
+    def context(self, ins, outs):
+        ctx = super().context(ins, outs)
+        ctx["x_zero_point"] = self.attr("x_zero_point", 0)
+        return ctx
+
+
+def window_reduce(x: np.ndarray, win: Window, kind: str) -> np.ndarray:
+    """Max or sum over each window of taps inside the input (padding never counts)."""
+    nd = win.rank
+    big = np.iinfo(np.int64).min if kind == "max" else 0
+    ends = [max(win.pads_end[i], (win.out_size[i] - 1) * win.strides[i]
+                + (win.kernel[i] - 1) * win.dilations[i] + 1 - win.pads_begin[i] - win.in_size[i])
+            for i in range(nd)]
+    xp = np.pad(x, [(0, 0), (0, 0)] + [(win.pads_begin[i], ends[i]) for i in range(nd)],
+                constant_values=big)
+    acc = np.full((*x.shape[:2], *win.out_size), big, np.int64)
+    for tap in np.ndindex(*win.kernel):
+        sl = tuple(slice(tap[i] * win.dilations[i],
+                         tap[i] * win.dilations[i] + (win.out_size[i] - 1) * win.strides[i] + 1,
+                         win.strides[i]) for i in range(nd))
+        patch = xp[(slice(None),) * 2 + sl]
+        acc = np.maximum(acc, patch) if kind == "max" else acc + patch
+    return acc
+
+
+@register("QMaxPool")
+class QMaxPool(_QPool, MaxPool):
+    pass
+
+
+@register("QAveragePool")
+class QAveragePool(_QPool, AveragePool):
+    pass
+
+
+@register("QGlobalMaxPool")
+class QGlobalMaxPool(_QPool, GlobalMaxPool):
+    pass
+
+
+@register("QGlobalAveragePool")
+class QGlobalAveragePool(_QPool, GlobalAveragePool):
+    pass
+
+
+@register("QView")
+class QView(Op):
+    """The input's data under attrs["shape"] (Reshape, Flatten, Squeeze... of an integer
+    tensor): a view, so nncc/memory/alias.py usually removes the copy."""
+    template = "ops/copy.c.j2"
+    view = True
+    float_only = False
+
+    def infer(self, x):
+        shape = tuple(int(d) for d in self.attr("shape"))
+        if int(np.prod(shape)) != x.size:
+            raise ShapeError(f"QView of {x.shape} as {shape}")
+        return [(shape, x.dtype)]
+
+    def reference(self, x):
+        return [np.array(x).reshape(tuple(self.attr("shape")))]
+
+
+@register("Quantize")
+class Quantize(Op):
+    """float32 -> int8: q = clamp(round(x / scale) + zero_point), ties away from zero."""
+    template = "ops/quantize_q.c.j2"
+
+    def infer(self, x):
+        return [(x.shape, "int8")]
+
+    def reference(self, x):
+        return [fp.quantize_float(x, self.attr("scale"), self.attr("zero_point"))]
+
+    def context(self, ins, outs):
+        return {"size": outs[0].size, "to_float": False, "scale": self.attr("scale"),
+                "zero_point": self.attr("zero_point")}
+
+
+@register("Dequantize")
+class Dequantize(Op):
+    """int8 -> float32: x = (q - zero_point) * scale."""
+    template = "ops/quantize_q.c.j2"
+    float_only = False
+
+    def infer(self, x):
+        return [(x.shape, "float32")]
+
+    def reference(self, x):
+        return [fp.dequantize(x, self.attr("scale"), self.attr("zero_point"))]
+
+    def context(self, ins, outs):
+        return {"size": outs[0].size, "to_float": True, "scale": self.attr("scale"),
+                "zero_point": self.attr("zero_point")}

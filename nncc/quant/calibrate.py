@@ -1,0 +1,104 @@
+"""Calibration (quantize stage, step 1): run the float numpy reference over calibration samples
+and record the range of every activation tensor.
+
+The graph is the one the float build compiles (after -O2: BatchNorm folded, activations fused),
+so a Conv's recorded range is that of its output *after* its fused ReLU -- the range the int8
+tensor must hold. Observers see each sample's tensor in turn and give a (lo, hi) range:
+`minmax` (TFLite's default) or `percentile` (clips the rare outliers that waste int8 steps on
+long-tailed activations). Bad calibration data is refused with one clear error naming the
+input or tensor at fault.
+"""
+from __future__ import annotations
+
+import sys
+
+import numpy as np
+
+from ..errors import UsageError
+from ..ir import Graph
+from ..reference import run_reference
+
+
+class MinMax:
+    """The exact range seen over all samples."""
+
+    def __init__(self):
+        self.lo, self.hi = np.inf, -np.inf
+
+    def update(self, x: np.ndarray) -> None:
+        self.lo = min(self.lo, float(x.min()))
+        self.hi = max(self.hi, float(x.max()))
+
+    def range(self) -> tuple[float, float]:
+        return self.lo, self.hi
+
+
+class Percentile:
+    """The `pct` and `100 - pct` percentiles of all values seen. Values are kept (subsampled
+    with a fixed seed past `keep` per sample) so the percentile is over the whole set."""
+
+    def __init__(self, pct: float = 99.99, keep: int = 1 << 16):
+        self.pct, self.keep = pct, keep
+        self.values: list[np.ndarray] = []
+        self.rng = np.random.default_rng(0)
+
+    def update(self, x: np.ndarray) -> None:
+        v = np.asarray(x, np.float32).ravel()
+        if v.size > self.keep:
+            v = self.rng.choice(v, self.keep, replace=False)
+        self.values.append(v)
+
+    def range(self) -> tuple[float, float]:
+        v = np.concatenate(self.values)
+        return float(np.percentile(v, 100.0 - self.pct)), float(np.percentile(v, self.pct))
+
+
+OBSERVERS = {"minmax": MinMax, "percentile": Percentile}
+
+
+def check_samples(g: Graph, samples: list[dict]) -> None:
+    """Refuse calibration data that cannot describe the model's inputs."""
+    if not samples:
+        raise UsageError("calibration data holds no samples")
+    for i, s in enumerate(samples):
+        for t in g.inputs:
+            if t not in s:
+                raise UsageError(f"calibration sample {i} lacks input {t!r}")
+            a = np.asarray(s[t])
+            want = tuple(g.tensors[t].shape)
+            if a.dtype.kind not in "fiu":
+                raise UsageError(f"calibration input {t!r}: dtype {a.dtype} is not numeric")
+            if a.size != int(np.prod(want)) or a.squeeze().shape != np.empty(want).squeeze().shape:
+                raise UsageError(f"calibration input {t!r}: shape {a.shape}, the model takes {want}")
+            if not np.all(np.isfinite(a)):
+                raise UsageError(f"calibration input {t!r} (sample {i}) contains NaN or infinity")
+
+
+def _progress(i: int, n: int, enabled: bool) -> None:
+    if not enabled:
+        return
+    width = 30
+    done = width * i // n
+    end = "\n" if i == n else ""
+    print(f"\rcalibrating [{'#' * done}{'.' * (width - done)}] {i}/{n}", end=end, file=sys.stderr,
+          flush=True)
+
+
+def calibrate(g: Graph, samples: list[dict], observer: str = "minmax",
+              progress: bool = True) -> dict[str, tuple[float, float]]:
+    """{tensor name: (lo, hi)} for every graph input and every tensor a node computes."""
+    if observer not in OBSERVERS:
+        raise UsageError(f"unknown observer {observer!r} (have: {', '.join(OBSERVERS)})")
+    check_samples(g, samples)
+    obs: dict[str, object] = {}
+    for i, s in enumerate(samples):
+        env = run_reference(g, {t: np.asarray(s[t], np.float32) for t in g.inputs}, keep_all=True)
+        for name, v in env.items():
+            if g.is_const(name) or g.tensors[name].dtype != "float32":
+                continue
+            if not np.all(np.isfinite(v)):
+                raise UsageError(f"tensor {name!r} is not finite on calibration sample {i}: the "
+                                 "float model overflows on these inputs")
+            obs.setdefault(name, OBSERVERS[observer]()).update(v)
+        _progress(i + 1, len(samples), progress)
+    return {name: o.range() for name, o in obs.items()}

@@ -1,0 +1,316 @@
+"""Quantize stage, step 2: float IR (after the -O2 passes) + calibrated ranges -> integer IR.
+
+The scheme is TFLite's int8 one, so our numbers can be compared with TFLite / CMSIS-NN:
+- activations int8, asymmetric: the range [min(lo, 0), max(hi, 0)] onto [-128, 127] with an
+  integer zero point (0.0 exact). A ReLU output (lo = 0) gets zero point -128: all 256 steps
+  hold non-negative values, no bit is wasted;
+- weights int8, symmetric [-127, 127], one scale per output channel (Conv and Gemm/MatMul);
+- bias int32 with scale s_in * s_w[c]; requantization per channel by fixed point
+  (`scaling="fixed"`: multiplier + shift) or, with `scaling="shift"`, by a shift alone: every
+  activation and weight scale is then chosen here as a power of two, so s_in * s_w / s_out is
+  exactly 2^-n (choosing the scales, not rounding multipliers afterwards, is what keeps accuracy);
+- a fused ReLU / ReLU6 / Clip becomes the [act_min, act_max] clamp of the kernel;
+- MatMul by a constant followed by Add of a constant bias becomes one QGemm;
+- pools and views keep their input's scale and zero point (as TFLite's);
+- a Softmax producing a graph output runs in float: Dequantize, then the float Softmax, whose
+  output stays float32 (documented in the generated header).
+Anything else is refused with UnsupportedOp naming the nodes.
+
+A tensor whose calibrated range is all zeros gets scale 2^-7 (documented safe behaviour: no
+division by zero; the tensor stays exactly 0); a weight channel of zeros gets its layer's scale.
+"""
+from __future__ import annotations
+
+import numpy as np
+
+from ..errors import UnsupportedOp
+from ..ir import Graph, Node, QuantParams, TensorInfo, verify
+from ..ops import FUSED_ACTIVATION, make_op
+from ..passes._util import fresh_name, sole_consumer
+from . import fixed_point as fp
+
+QMIN, QMAX = -128, 127
+ZERO_RANGE_SCALE = 2.0 ** -7
+VIEWS = ("Reshape", "Flatten", "Squeeze", "Unsqueeze", "Identity", "Dropout")
+POOLS = ("MaxPool", "AveragePool", "GlobalMaxPool", "GlobalAveragePool")
+
+
+def round_away(x) -> np.ndarray:
+    x = np.asarray(x, np.float64)
+    return np.sign(x) * np.floor(np.abs(x) + 0.5)
+
+
+def act_params(lo: float, hi: float, scaling: str) -> QuantParams:
+    """Per-tensor asymmetric int8 parameters covering [lo, hi] and 0."""
+    rmin, rmax = min(float(lo), 0.0), max(float(hi), 0.0)
+    span = rmax - rmin
+    if span <= 0.0:
+        scale = ZERO_RANGE_SCALE
+    elif scaling == "shift":
+        scale = 2.0 ** fp.pot_exponent(span / (QMAX - QMIN))
+    else:
+        scale = span / (QMAX - QMIN)
+    zp = int(np.clip(round_away(QMIN - rmin / scale), QMIN, QMAX))
+    return QuantParams((float(np.float32(scale)),), (zp,))
+
+
+def weight_params(w: np.ndarray, scaling: str) -> tuple[np.ndarray, np.ndarray]:
+    """Symmetric per-output-channel (axis 0) int8 weights -> (int8 weights, float64 scales)."""
+    flat = np.asarray(w, np.float64).reshape(w.shape[0], -1)
+    maxabs = np.abs(flat).max(axis=1)
+    layer = maxabs.max() if maxabs.max() > 0 else 127.0
+    maxabs = np.where(maxabs > 0, maxabs, layer)
+    if scaling == "shift":
+        scales = np.array([2.0 ** fp.pot_exponent(m / 127.0) for m in maxabs])
+    else:
+        scales = maxabs / 127.0
+    q = np.clip(round_away(flat / scales[:, None]), -127, 127).astype(np.int8)
+    return q.reshape(w.shape), scales
+
+
+def clamp_bounds(node: Node, qp: QuantParams) -> tuple[int, int]:
+    """The fused activation of `node` as an integer clamp in the output's quantized domain."""
+    fused = node.attrs.get(FUSED_ACTIVATION)
+    if fused is None:
+        return QMIN, QMAX
+    if fused["op"] == "Relu":
+        lo_r, hi_r = 0.0, None
+    elif fused["op"] == "Clip":
+        lo_r, hi_r = fused["params"].get("lo"), fused["params"].get("hi")
+    else:
+        raise UnsupportedOp(f"{node.op} (node {node.name!r}): fused {fused['op']} has no int8 form yet")
+    s, z = qp.scale[0], qp.zero_point[0]
+    lo = QMIN if lo_r is None else int(np.clip(z + round_away(lo_r / s), QMIN, QMAX))
+    hi = QMAX if hi_r is None else int(np.clip(z + round_away(hi_r / s), QMIN, QMAX))
+    return lo, max(lo, hi)
+
+
+class Rewriter:
+    def __init__(self, g: Graph, ranges: dict, scaling: str = "fixed"):
+        if scaling not in ("fixed", "shift"):
+            raise UnsupportedOp(f"--scaling {scaling} (fixed and shift are implemented)")
+        self.src, self.ranges, self.scaling = g, ranges, scaling
+        self.g = Graph(g.name)
+        self.absorbed: set[str] = set()
+        self.refused: list[str] = []
+
+    # -- tensors ------------------------------------------------------------------------------
+    def qp(self, t: str) -> QuantParams:
+        return self.g.tensors[t].quant
+
+    def act(self, t: str) -> QuantParams:
+        lo, hi = self.ranges[t]
+        return act_params(lo, hi, self.scaling)
+
+    def const(self, base: str, value: np.ndarray, dtype: str) -> str:
+        name = fresh_name(self.g, fresh_name(self.src, base))
+        value = np.ascontiguousarray(value, dtype)
+        self.g.add_tensor(TensorInfo(name, tuple(value.shape), dtype, value))
+        return name
+
+    def emit(self, node: Node, qp: QuantParams | None) -> None:
+        """Add `node`, its output tensor from infer() (checked against the float shape)."""
+        op = make_op(node)
+        (shape, dtype), = op.infer(*[self.g.tensors[t] if t else None for t in node.inputs])
+        out = node.outputs[0]
+        if tuple(shape) != tuple(self.src.tensors[out].shape):
+            raise UnsupportedOp(f"{node.op} (node {node.name!r}): shape {shape} differs from float")
+        self.g.add_tensor(TensorInfo(out, tuple(shape), dtype, quant=qp if dtype != "float32" else None))
+        self.g.add_node(node)
+
+    # -- driver -------------------------------------------------------------------------------
+    def run(self) -> Graph:
+        for t in self.src.inputs:
+            info = self.src.tensors[t]
+            self.g.add_tensor(TensorInfo(t, info.shape, "int8", quant=self.act(t)))
+            self.g.inputs.append(t)
+        for node in self.src.nodes():
+            if node.name in self.absorbed:
+                continue
+            handler = HANDLERS.get(node.op)
+            if handler is None:
+                self.refused.append(f"{node.op} (node {node.name!r})")
+                continue
+            try:
+                handler(self, node)
+            except UnsupportedOp as e:
+                self.refused.append(str(e))
+        if self.refused:
+            raise UnsupportedOp("cannot quantize to int8: " + "; ".join(self.refused))
+        self.g.outputs = list(self.src.outputs)
+        verify(self.g)
+        return self.g
+
+    # -- handlers -----------------------------------------------------------------------------
+    def requant_inputs(self, name: str, s_in: float, s_w: np.ndarray, s_out: float,
+                       bias: np.ndarray | None) -> list[str]:
+        """[bias int32 or "", multiplier int32 or "", shift int8] constants of a QConv/QGemm."""
+        bias_in = ""
+        if bias is not None:
+            b = round_away(np.asarray(bias, np.float64) / (s_in * s_w))
+            bias_in = self.const(f"{name}_bias_q", np.clip(b, fp.INT32_MIN, fp.INT32_MAX), "int32")
+        if self.scaling == "shift":
+            e_in, e_out = np.log2(s_in), np.log2(s_out)
+            shift = np.rint(e_out - e_in - np.log2(s_w)).astype(np.int64)  # exact: all powers of 2
+            return [bias_in, "", self.const(f"{name}_shift", np.clip(shift, -31, 31), "int8")]
+        mult, shift = fp.quantize_multipliers(s_in * s_w / s_out)
+        return [bias_in, self.const(f"{name}_mult", mult, "int32"),
+                self.const(f"{name}_shift", shift, "int8")]
+
+    def quant_attrs(self, node: Node, x: str, qp_out: QuantParams) -> dict:
+        lo, hi = clamp_bounds(node, qp_out)
+        attrs = {"x_zero_point": self.qp(x).zero_point[0], "y_zero_point": qp_out.zero_point[0],
+                 "act_min": lo, "act_max": hi, "scaling": self.scaling}
+        if FUSED_ACTIVATION in node.attrs:
+            attrs[FUSED_ACTIVATION] = node.attrs[FUSED_ACTIVATION]  # for the report's "fused"
+        return attrs
+
+    def conv(self, node: Node) -> None:
+        x, w, b = (node.inputs + ["", ""])[:3]
+        if not self.src.is_const(w) or (b and not self.src.is_const(b)):
+            raise UnsupportedOp(f"Conv (node {node.name!r}): weights computed at run time")
+        self.need_int8(node, x)
+        out = node.outputs[0]
+        qp_out = self.act(out)
+        wq, s_w = weight_params(self.src.const(w), self.scaling)
+        s_in = self.qp(x).scale[0]
+        extra = self.requant_inputs(node.name, s_in, s_w, qp_out.scale[0],
+                                    self.src.const(b) if b else None)
+        attrs = {k: v for k, v in node.attrs.items() if k != FUSED_ACTIVATION}
+        attrs.update(self.quant_attrs(node, x, qp_out))
+        inputs = [x, self.const(f"{w}_q", wq, "int8"), *extra]
+        self.emit(Node(node.name, "QConv", inputs, [out], attrs, node.opset), qp_out)
+
+    def gemm_operands(self, node: Node):
+        """-> (a, W as float N x K, bias (N,) or None, node whose output and activation the
+        QGemm takes) for Gemm, or MatMul (+ a sole Add of a constant bias)."""
+        src = self.src
+        a, bname = node.inputs[0], node.inputs[1]
+        if not src.is_const(bname) or src.is_const(a) or len(src.tensors[a].shape) != 2:
+            raise UnsupportedOp(f"{node.op} (node {node.name!r}): int8 needs a 2-D activation "
+                                "times constant weights")
+        B = np.asarray(src.const(bname), np.float64)
+        if node.op == "MatMul":
+            w, bias, last = B.T, None, node
+            add = sole_consumer(src, node.outputs[0])
+            if add is not None and add.op == "Add":
+                other = [t for t in add.inputs if t != node.outputs[0]]
+                n = w.shape[0]
+                if len(other) == 1 and src.is_const(other[0]) and src.const(other[0]).size == n \
+                        and src.tensors[add.outputs[0]].shape == src.tensors[node.outputs[0]].shape:
+                    bias, last = np.asarray(src.const(other[0]), np.float64).reshape(n), add
+                    self.absorbed.add(add.name)
+            return a, w, bias, last
+        op = make_op(node)
+        if op.trans_a:
+            raise UnsupportedOp(f"Gemm (node {node.name!r}): transA=1 in int8")
+        w = op.alpha * (B if op.trans_b else B.T)
+        c = node.inputs[2] if len(node.inputs) > 2 else ""
+        bias = None
+        if c and op.beta != 0.0:
+            if not src.is_const(c):
+                raise UnsupportedOp(f"Gemm (node {node.name!r}): C computed at run time")
+            m = src.tensors[a].shape[0]
+            cv = np.broadcast_to(np.asarray(src.const(c), np.float64), (m, w.shape[0]))
+            if np.any(cv != cv[:1]):
+                raise UnsupportedOp(f"Gemm (node {node.name!r}): C varies along M")
+            bias = op.beta * cv[0]
+        return a, w, bias, node
+
+    def gemm(self, node: Node) -> None:
+        a, w, bias, last = self.gemm_operands(node)
+        self.need_int8(node, a)
+        out = last.outputs[0]
+        qp_out = self.act(out)
+        wq, s_w = weight_params(w, self.scaling)
+        extra = self.requant_inputs(node.name, self.qp(a).scale[0], s_w, qp_out.scale[0], bias)
+        inputs = [a, self.const(f"{node.inputs[1]}_q", wq, "int8"), *extra]
+        self.emit(Node(node.name, "QGemm", inputs, [out], self.quant_attrs(last, a, qp_out)), qp_out)
+
+    def add(self, node: Node) -> None:
+        a, b = node.inputs
+        for t in (a, b):
+            self.need_int8(node, t)
+        out = node.outputs[0]
+        qp_out = self.act(out)
+        sa, sb, so = self.qp(a).scale[0], self.qp(b).scale[0], qp_out.scale[0]
+        attrs = self.quant_attrs(node, a, qp_out)
+        attrs.update(a_zero_point=self.qp(a).zero_point[0], b_zero_point=self.qp(b).zero_point[0])
+        if self.scaling == "shift":
+            ea, eb, eo = (int(np.rint(np.log2(s))) for s in (sa, sb, so))
+            e = min(ea, eb)
+            attrs.update(a_mult=0, a_shift=ea - e, b_mult=0, b_shift=eb - e, y_mult=0,
+                         y_shift=int(np.clip(eo - e, -31, 31)))
+        else:
+            twice = 2.0 * max(sa, sb)
+            (ma, sha), (mb, shb) = fp.quantize_multiplier(sa / twice), fp.quantize_multiplier(sb / twice)
+            my, shy = fp.quantize_multiplier(twice / ((1 << 20) * so))
+            attrs.update(a_mult=ma, a_shift=sha, b_mult=mb, b_shift=shb, y_mult=my, y_shift=shy)
+        self.emit(Node(node.name, "QAdd", [a, b], [out], attrs), qp_out)
+
+    def pool(self, node: Node) -> None:
+        x = node.inputs[0]
+        self.need_int8(node, x)
+        attrs = dict(node.attrs, x_zero_point=self.qp(x).zero_point[0])
+        self.emit(Node(node.name, "Q" + node.op, [x], node.outputs[:1], attrs, node.opset), self.qp(x))
+
+    def view(self, node: Node) -> None:
+        x, out = node.inputs[0], node.outputs[0]
+        self.need_int8(node, x)
+        attrs = {"shape": list(self.src.tensors[out].shape)}
+        self.emit(Node(node.name, "QView", [x], [out], attrs), self.qp(x))
+
+    def softmax(self, node: Node) -> None:
+        x, out = node.inputs[0], node.outputs[0]
+        if out not in self.src.outputs or self.src.consumers(out):
+            raise UnsupportedOp(f"Softmax (node {node.name!r}) inside the graph (only a final "
+                                "Softmax runs in float)")
+        self.need_int8(node, x)
+        qp = self.qp(x)
+        xf = fresh_name(self.g, fresh_name(self.src, f"{x}_float"))
+        self.g.add_tensor(TensorInfo(xf, self.g.tensors[x].shape, "float32"))
+        self.g.add_node(Node(f"{node.name}/dequantize", "Dequantize", [x], [xf],
+                             {"scale": qp.scale[0], "zero_point": qp.zero_point[0]}))
+        self.emit(Node(node.name, node.op, [xf], [out], dict(node.attrs), node.opset), None)
+
+    def need_int8(self, node: Node, t: str) -> None:
+        info = self.g.tensors.get(t)
+        if info is None or info.dtype != "int8" or info.quant is None:
+            raise UnsupportedOp(f"{node.op} (node {node.name!r}): input {t!r} is not an int8 tensor")
+
+
+HANDLERS = {"Conv": Rewriter.conv, "Gemm": Rewriter.gemm, "MatMul": Rewriter.gemm,
+            "Add": Rewriter.add, "Softmax": Rewriter.softmax,
+            **{op: Rewriter.pool for op in POOLS}, **{op: Rewriter.view for op in VIEWS}}
+
+
+def unfuse_conv_pool(g: Graph) -> Graph:
+    """ConvPool nodes (passes/fuse_conv_pool.py) back into Conv + pool, so calibration sees the
+    conv output and each half gets its own int8 kernel. Returns a new graph."""
+    if not g.nodes_of("ConvPool"):
+        return g
+    out = Graph(g.name)
+    out.tensors = dict(g.tensors)
+    out.inputs, out.outputs = list(g.inputs), list(g.outputs)
+    for n in g.nodes():
+        if n.op != "ConvPool":
+            out.add_node(n)
+            continue
+        op = make_op(n)
+        t = fresh_name(out, f"{n.outputs[0]}_conv")
+        conv_attrs = dict(n.attrs["conv"])
+        if FUSED_ACTIVATION in n.attrs:
+            conv_attrs[FUSED_ACTIVATION] = n.attrs[FUSED_ACTIVATION]
+        ins = [g.tensors[i] if i else None for i in n.inputs]
+        out.add_tensor(TensorInfo(t, op.conv_out(*ins).shape))
+        out.add_node(Node(f"{n.name}/conv", "Conv", list(n.inputs), [t], conv_attrs, n.opset))
+        pool = n.attrs["pool"]
+        out.add_node(Node(f"{n.name}/pool", pool["op"], [t], list(n.outputs), dict(pool["attrs"]),
+                          int(pool["opset"])))
+    verify(out)
+    return out
+
+
+def quantize_graph(g: Graph, ranges: dict, scaling: str = "fixed") -> Graph:
+    """The int8 graph of float graph `g` given calibrated `ranges` (see calibrate.py)."""
+    return Rewriter(g, ranges, scaling).run()

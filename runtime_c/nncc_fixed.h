@@ -1,0 +1,118 @@
+/* nncc fixed-point helpers for quantized kernels. Copied into each project; C99, integer only
+ * except the two float converters at the graph boundary.
+ *
+ * Mirrored bit for bit by nncc/quant/fixed_point.py (tests/quant/test_fixed_point.py asserts
+ * equality). The requantization is TFLite's / CMSIS-NN's: a real multiplier 0 < M is stored as
+ * (m, shift) with M = m * 2^(shift - 31), m in [2^30, 2^31); y = RDBPOT(SRDHM(x << left, m),
+ * right). Right shifts of negative values assume an arithmetic shift (gcc, clang, armcc). */
+#ifndef NNCC_FIXED_H
+#define NNCC_FIXED_H
+
+#include <stdint.h>
+#include <math.h>
+
+/* v clamped to [lo, hi]. */
+static inline int32_t nncc_clamp_i32(int32_t v, int32_t lo, int32_t hi)
+{
+    return v < lo ? lo : (v > hi ? hi : v);
+}
+
+/* v clamped to the int32 range (used for the zero point addition, which may overflow). */
+static inline int32_t nncc_sat_i64(int64_t v)
+{
+    return v < INT32_MIN ? INT32_MIN : (v > INT32_MAX ? INT32_MAX : (int32_t)v);
+}
+
+/* round(a * b / 2^31), ties away from zero; INT32_MIN * INT32_MIN saturates to INT32_MAX.
+ * TFLite SaturatingRoundingDoublingHighMul. */
+static inline int32_t nncc_srdhm(int32_t a, int32_t b)
+{
+    const int64_t ab = (int64_t)a * (int64_t)b;
+    const int64_t nudge = ab >= 0 ? ((int64_t)1 << 30) : (1 - ((int64_t)1 << 30));
+    if (a == INT32_MIN && b == INT32_MIN) {
+        return INT32_MAX;
+    }
+    return (int32_t)((ab + nudge) / ((int64_t)1 << 31)); /* C division truncates toward 0 */
+}
+
+/* x / 2^exponent rounded to nearest, ties away from zero; exponent in [0, 31].
+ * TFLite RoundingDivideByPOT. */
+static inline int32_t nncc_rdbpot(int32_t x, int exponent)
+{
+    const int64_t mask = ((int64_t)1 << exponent) - 1;
+    const int64_t remainder = (int64_t)x & mask;
+    const int64_t threshold = (mask >> 1) + (x < 0 ? 1 : 0);
+    return (int32_t)(((int64_t)x >> exponent) + (remainder > threshold ? 1 : 0));
+}
+
+/* x * 2^shift clamped to int32; shift in [0, 31]. */
+static inline int32_t nncc_sat_lshift(int32_t x, int shift)
+{
+    return nncc_sat_i64((int64_t)x * ((int64_t)1 << shift));
+}
+
+/* x * M with (m, shift) from quantize_multiplier(M). A left shift (M >= 1) saturates. */
+static inline int32_t nncc_mul_qm(int32_t x, int32_t m, int32_t shift)
+{
+    const int left = shift > 0 ? (int)shift : 0;
+    const int right = shift > 0 ? 0 : (int)-shift;
+    return nncc_rdbpot(nncc_srdhm(nncc_sat_lshift(x, left), m), right);
+}
+
+/* x * 2^-shift: rounding right shift (ties away from zero) for shift >= 0, saturating left
+ * shift below. The only operation of the shift-only requantization (--scaling shift). */
+static inline int32_t nncc_shift_round(int32_t x, int32_t shift)
+{
+    if (shift >= 0) {
+        return nncc_rdbpot(x, shift > 31 ? 31 : (int)shift);
+    }
+    return nncc_sat_lshift(x, shift < -31 ? 31 : (int)-shift);
+}
+
+/* acc -> clamp(acc * M + zp, lo, hi): the end of every quantized conv / gemm. lo and hi are the
+ * output type's range, narrowed by a fused ReLU / ReLU6. */
+static inline int32_t nncc_requantize(int32_t acc, int32_t m, int32_t shift, int32_t zp,
+                                      int32_t lo, int32_t hi)
+{
+    return nncc_clamp_i32(nncc_sat_i64((int64_t)nncc_mul_qm(acc, m, shift) + zp), lo, hi);
+}
+
+/* The same with a power-of-two scale: acc * 2^-shift + zp, clamped. */
+static inline int32_t nncc_requantize_shift(int32_t acc, int32_t shift, int32_t zp, int32_t lo,
+                                            int32_t hi)
+{
+    return nncc_clamp_i32(nncc_sat_i64((int64_t)nncc_shift_round(acc, shift) + zp), lo, hi);
+}
+
+/* Integer division rounded to nearest, ties away from zero (d > 0): average pooling. */
+static inline int32_t nncc_div_round(int32_t n, int32_t d)
+{
+    return n >= 0 ? (n + d / 2) / d : -((-n + d / 2) / d);
+}
+
+/* float -> q = clamp(round(x / scale) + zp, lo, hi), ties away from zero, NaN -> zp. The float
+ * operations are those of fixed_point.quantize_float, in the same order. */
+static inline int32_t nncc_quantize_f32(float x, float scale, int32_t zp, int32_t lo, int32_t hi)
+{
+    float v = x / scale;
+    v = v >= 0.0f ? floorf(v + 0.5f) : ceilf(v - 0.5f);
+    v = v + (float)zp;
+    if (v != v) {
+        return zp;
+    }
+    if (v < (float)lo) {
+        v = (float)lo;
+    }
+    if (v > (float)hi) {
+        v = (float)hi;
+    }
+    return (int32_t)v;
+}
+
+/* q -> (q - zp) * scale, in float. */
+static inline float nncc_dequantize_f32(int32_t q, float scale, int32_t zp)
+{
+    return (float)(q - zp) * scale;
+}
+
+#endif /* NNCC_FIXED_H */

@@ -1,0 +1,162 @@
+"""nncc/quant/fixed_point.py (numpy) against runtime_c/nncc_fixed.h (C): exact equality on edge
+values and random arrays, plus QuantizeMultiplier on hand-checked values."""
+from __future__ import annotations
+
+import subprocess
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from nncc.host import compiler
+from nncc.quant import fixed_point as fp
+from tests.util import ROOT, STRICT
+
+HERE = Path(__file__).parent
+EDGES = np.array([0, 1, -1, 2, -2, 3, -3, 127, -128, 255, -255, 2 ** 30, -(2 ** 30), 2 ** 31 - 1,
+                  -(2 ** 31), 2 ** 31 - 2, -(2 ** 31) + 1, 12345, -12345], np.int64)
+
+
+@pytest.fixture(scope="module")
+def clib(tmp_path_factory):
+    import cffi
+    so = tmp_path_factory.mktemp("fixed") / "libfixed.so"
+    cmd = [compiler(), *STRICT, "-O2", "-shared", "-fPIC", f"-I{ROOT / 'runtime_c'}",
+           str(HERE / "fixed_driver.c"), "-o", str(so), "-lm"]
+    r = subprocess.run(cmd, capture_output=True, text=True, check=False)
+    assert r.returncode == 0, r.stderr
+    ffi = cffi.FFI()
+    ffi.cdef("""
+        void t_srdhm(const int32_t *, const int32_t *, int32_t *, int);
+        void t_rdbpot(const int32_t *, const int32_t *, int32_t *, int);
+        void t_mul_qm(const int32_t *, const int32_t *, const int32_t *, int32_t *, int);
+        void t_shift_round(const int32_t *, const int32_t *, int32_t *, int);
+        void t_requantize(const int32_t *, const int32_t *, const int32_t *, int32_t, int32_t,
+                          int32_t, int32_t *, int);
+        void t_requantize_shift(const int32_t *, const int32_t *, int32_t, int32_t, int32_t,
+                                int32_t *, int);
+        void t_div_round(const int32_t *, int32_t, int32_t *, int);
+        void t_quantize(const float *, float, int32_t, int32_t *, int);
+        void t_dequantize(const int32_t *, float, int32_t, float *, int);
+    """)
+    lib = ffi.dlopen(str(so))
+    yield ffi, lib
+    ffi.dlclose(lib)
+
+
+def call(clib, name, *args, out_dtype=np.int32):
+    """Call t_<name>(arrays and scalars..., y, n) with numpy arrays."""
+    ffi, lib = clib
+    n = next(len(a) for a in args if isinstance(a, np.ndarray))
+    y = np.zeros(n, out_dtype)
+    cargs = []
+    for a in args:
+        if isinstance(a, np.ndarray):
+            a = np.ascontiguousarray(a, np.float32 if a.dtype.kind == "f" else np.int32)
+            cargs.append(ffi.from_buffer("float[]" if a.dtype == np.float32 else "int32_t[]", a))
+        else:
+            cargs.append(a)
+    getattr(lib, f"t_{name}")(*cargs, ffi.from_buffer("float[]" if y.dtype == np.float32 else "int32_t[]", y), n)
+    return y
+
+
+def rand_i32(rng, n):
+    """Mixed magnitudes: small values, accumulator-sized values and the full int32 range."""
+    bits = rng.integers(1, 32, n)
+    return (rng.integers(-(2 ** 31), 2 ** 31, n, dtype=np.int64) >> (32 - bits)).astype(np.int32)
+
+
+def pairs(rng, n=20000):
+    e = EDGES.astype(np.int32)
+    a = np.concatenate([np.repeat(e, len(e)), rand_i32(rng, n)])
+    b = np.concatenate([np.tile(e, len(e)), rand_i32(rng, n)])
+    return a, b
+
+
+@pytest.mark.parametrize("real,expected", [
+    (0.5, (1 << 30, 0)), (0.25, (1 << 30, -1)), (1.0, (1 << 30, 1)), (0.0, (0, 0)),
+    (0.75, (3 << 29, 0)), (1.5, (3 << 29, 1)), (2.0 ** -40, (0, 0)), (1e12, (2 ** 31 - 1, 30)),
+    (1 - 2.0 ** -33, (1 << 30, 1)),  # rounds up to 2^31: halved, shift + 1
+])
+def test_quantize_multiplier(real, expected):
+    assert fp.quantize_multiplier(real) == expected
+
+
+def test_quantize_multiplier_accuracy():
+    rng = np.random.default_rng(0)
+    for real in 10.0 ** rng.uniform(-8, 2, 500):
+        m, s = fp.quantize_multiplier(real)
+        assert 2 ** 30 <= m < 2 ** 31
+        assert abs(m * 2.0 ** (s - 31) - real) <= real * 2.0 ** -30
+
+
+def test_srdhm(clib):
+    a, b = pairs(np.random.default_rng(1))
+    np.testing.assert_array_equal(call(clib, "srdhm", a, b), fp.sat_rounding_doubling_high_mul(a, b))
+    assert fp.sat_rounding_doubling_high_mul(-(2 ** 31), -(2 ** 31)) == 2 ** 31 - 1
+
+
+def test_rdbpot(clib):
+    rng = np.random.default_rng(2)
+    x = np.concatenate([np.repeat(EDGES, 32), rand_i32(rng, 20000)]).astype(np.int32)
+    e = np.concatenate([np.tile(np.arange(32), len(EDGES)), rng.integers(0, 32, 20000)]).astype(np.int32)
+    np.testing.assert_array_equal(call(clib, "rdbpot", x, e), fp.rounding_divide_by_pot(x, e))
+    # ties away from zero
+    np.testing.assert_array_equal(fp.rounding_divide_by_pot([5, -5, 6, -6, 7, -7], 1), [3, -3, 3, -3, 4, -4])
+
+
+def test_mul_qm_and_requantize(clib):
+    rng = np.random.default_rng(3)
+    x = rand_i32(rng, 30000)
+    reals = 10.0 ** rng.uniform(-9, 3, 30000)
+    m, s = fp.quantize_multipliers(reals)
+    np.testing.assert_array_equal(call(clib, "mul_qm", x, m, s), fp.multiply_by_quantized_multiplier(x, m, s))
+    for zp, lo, hi in [(0, -128, 127), (-128, -128, 127), (5, -128, 127), (-20, -20, 40)]:
+        got = call(clib, "requantize", x, m, s, zp, lo, hi)
+        np.testing.assert_array_equal(got, fp.requantize(x, m, s, zp, lo, hi, np.int32))
+
+
+def test_mul_qm_matches_real_multiplication():
+    rng = np.random.default_rng(4)
+    x = rng.integers(-(2 ** 20), 2 ** 20, 5000)
+    reals = 10.0 ** rng.uniform(-6, 0, 5000)
+    m, s = fp.quantize_multipliers(reals)
+    got = fp.multiply_by_quantized_multiplier(x, m, s)
+    assert np.max(np.abs(got - x * reals)) <= 1.0  # two roundings of at most 1/2 each
+
+
+def test_shift_round(clib):
+    rng = np.random.default_rng(5)
+    x = np.concatenate([np.repeat(EDGES, 80), rand_i32(rng, 20000)]).astype(np.int32)
+    s = np.concatenate([np.tile(np.arange(-40, 40), len(EDGES)), rng.integers(-12, 32, 20000)]).astype(np.int32)
+    np.testing.assert_array_equal(call(clib, "shift_round", x, s), fp.shift_round(x, s))
+    for zp, lo, hi in [(0, -128, 127), (-128, -128, 127), (3, 3, 100)]:
+        np.testing.assert_array_equal(call(clib, "requantize_shift", x, s, zp, lo, hi),
+                                      fp.requantize_shift(x, s, zp, lo, hi, np.int32))
+    # a power-of-two multiplier is an exact shift: same numbers as the real product rounded
+    small = rng.integers(-(2 ** 20), 2 ** 20, 1000)
+    np.testing.assert_array_equal(fp.shift_round(small, 3), np.sign(small) * np.floor(np.abs(small) / 8 + 0.5))
+
+
+def test_div_round(clib):
+    rng = np.random.default_rng(6)
+    x = rng.integers(-(2 ** 24), 2 ** 24, 5000).astype(np.int32)
+    for d in (1, 2, 3, 9, 125, 1000):
+        np.testing.assert_array_equal(call(clib, "div_round", x, d), fp.div_round(x, d))
+
+
+def test_quantize_dequantize(clib):
+    rng = np.random.default_rng(7)
+    x = np.concatenate([rng.standard_normal(20000) * 10, np.arange(-200, 200) * 0.05,
+                        [np.inf, -np.inf, np.nan, 0.0, -0.0]]).astype(np.float32)
+    for scale, zp in [(0.05, 0), (0.1, -128), (0.0234, 17), (2.0 ** -5, -3)]:
+        q = call(clib, "quantize", x, scale, zp)
+        np.testing.assert_array_equal(q, fp.quantize_float(x, scale, zp, dtype=np.int32))
+        d = call(clib, "dequantize", q, scale, zp, out_dtype=np.float32)
+        np.testing.assert_array_equal(d, fp.dequantize(q, scale, zp))
+
+
+def test_pot_exponent():
+    assert fp.pot_exponent(1.0) == 0 and fp.pot_exponent(0.3) == -1 and fp.pot_exponent(0.25) == -2
+    with pytest.raises(ValueError):
+        fp.pot_exponent(0.0)

@@ -1,0 +1,53 @@
+"""int8 builds of the MLPerf Tiny models: C == integer reference bit for bit, output SQNR /
+cosine vs the float model, weight bytes vs the float build. Calibration and test inputs are
+uniform draws over the documented input ranges (tests/fixtures/mlperf_tiny/LICENSE.md); the AD
+autoencoder is also tested on its real log-mel frames. The table is printed (pytest -s)."""
+from __future__ import annotations
+
+import numpy as np
+import onnx
+import pytest
+
+from nncc.compiler import compile_model
+from tests.quant.qutil import accuracy, build, check_exact
+from tests.util import MLPERF
+
+MODELS = {"mlperf_kws_dscnn": ((1, 1, 49, 10), (-123.0, 26.0)), "mlperf_ad_fcae": ((1, 640), (-85.0, 15.0))}
+# Measured with these seeds (int8 output SQNR in dB, fixed / shift): KWS logits 32.7 / 28.7,
+# AD 37.4 / 33.7. Floors a few dB below.
+MIN_SQNR = {("mlperf_kws_dscnn", "fixed"): 25, ("mlperf_kws_dscnn", "shift"): 22,
+            ("mlperf_ad_fcae", "fixed"): 33, ("mlperf_ad_fcae", "shift"): 27}
+
+
+def inputs(name: str, n: int, seed: int) -> list[dict]:
+    shape, (lo, hi) = MODELS[name]
+    iname = onnx.load(str(MLPERF / f"{name}.onnx")).graph.input[0].name
+    rng = np.random.default_rng(seed)
+    out = [{iname: rng.uniform(lo, hi, shape).astype(np.float32)} for _ in range(n)]
+    if name == "mlperf_ad_fcae":
+        frames = np.load(MLPERF / "samples.npz")["ad"].reshape(40, 640)
+        out += [{iname: frames[i].reshape(shape).astype(np.float32)} for i in range(0, 40, 8)]
+    return out
+
+
+@pytest.mark.parametrize("scaling", ["fixed", "shift"])
+@pytest.mark.parametrize("name", sorted(MODELS))
+def test_mlperf_int8(tmp_path, name, scaling):
+    path = MLPERF / f"{name}.onnx"
+    calib, test = inputs(name, 8, 0), inputs(name, 4, 1)
+    strip = name == "mlperf_kws_dscnn"  # its final Softmax runs in float: compare the logits
+    res = build(path, tmp_path / "q", calib, scaling, strip_softmax=strip)
+    outs = check_exact(res, test)
+    acc = accuracy(path, res, test, outs, strip_softmax=strip)
+    if strip:  # and the full model, Softmax included, compiles and runs
+        check_exact(build(path, tmp_path / "full", calib, scaling), test[:1])
+    fl = compile_model(path, tmp_path / "float", force=True).report["weights_bytes"]
+    ratio = res.report["weights_bytes"] / fl
+    print(f"\n{name} {scaling}: SQNR {acc['sqnr_db']:.1f} dB, cosine {acc['cosine']:.5f}, "
+          f"weights {res.report['weights_bytes']} B / float {fl} B = {ratio:.4f}")
+    assert acc["sqnr_db"] > MIN_SQNR[name, scaling], acc
+    # int8 weights are 1/4 of float; int32 biases stay 4 bytes, plus 5 bytes of requantization
+    # (int32 multiplier + int8 shift; shift only: 1 byte) per output channel.
+    int8_floor = sum(t.size for t in res.graph.tensors.values() if t.is_const and t.dtype == "int8")
+    assert ratio <= 0.31
+    assert int8_floor <= 0.26 * fl

@@ -1,0 +1,165 @@
+"""Test firmware for MCU targets (nncc/firmware.py): build with the cross compiler, run in QEMU, and
+check that every output equals the host build of the same C bit for bit (both sides use
+-ffp-contract=off). Also: target descriptions agree with their linker scripts, models too big for
+the real board are refused, and the CLI's --target paths. Build+run tests skip, with the apt
+line in the reason, when a cross compiler or QEMU is missing."""
+from __future__ import annotations
+
+import json
+import re
+
+import numpy as np
+import pytest
+from onnx import helper
+
+from nncc import firmware
+from nncc.bench import bench
+from nncc.cli import main
+from nncc.errors import DoesNotFit, UsageError
+from nncc.host import HostModel
+from tests.util import FIXTURES, MLPERF, have, make_model, save
+
+pytestmark = pytest.mark.cross
+
+
+def conv_relu(tmp_path):
+    rng = np.random.default_rng(0)
+    nodes = [helper.make_node("Conv", ["x", "W", "B"], ["c"], pads=[1, 1, 1, 1], strides=[2, 2]),
+             helper.make_node("Relu", ["c"], ["y"])]
+    inits = {"W": rng.standard_normal((4, 3, 3, 3)).astype(np.float32),
+             "B": rng.standard_normal(4).astype(np.float32)}
+    return save(make_model(nodes, [("x", (1, 3, 9, 9))], [("y", None)], inits), tmp_path, "convrelu.onnx")
+
+
+def residual(tmp_path):
+    """Conv -> Relu -> Conv, added back to the input: a residual block with two outputs."""
+    rng = np.random.default_rng(1)
+    nodes = [helper.make_node("Conv", ["x", "W1"], ["a"], pads=[1, 1, 1, 1]),
+             helper.make_node("Relu", ["a"], ["r"]),
+             helper.make_node("Conv", ["r", "W2", "B2"], ["b"], pads=[1, 1, 1, 1]),
+             helper.make_node("Add", ["b", "x"], ["y"]),
+             helper.make_node("Mul", ["y", "r"], ["z"])]
+    inits = {"W1": rng.standard_normal((4, 4, 3, 3)).astype(np.float32) * 0.3,
+             "W2": rng.standard_normal((4, 4, 3, 3)).astype(np.float32) * 0.3,
+             "B2": rng.standard_normal(4).astype(np.float32)}
+    m = make_model(nodes, [("x", (1, 4, 8, 8))], [("y", None), ("z", None)], inits)
+    return save(m, tmp_path, "residual.onnx")
+
+
+MODELS = {
+    "conv_relu": conv_relu,
+    "residual": residual,
+    "lenet5": lambda tmp: FIXTURES / "zoo" / "lenet5_bn.onnx",
+    "mlperf_kws": lambda tmp: MLPERF / "mlperf_kws_dscnn.onnx",
+    "mlperf_ad": lambda tmp: MLPERF / "mlperf_ad_fcae.onnx",
+}
+MAIN_TARGETS = ["cortex-m4", "cortex-m7", "rv32imac"]
+
+
+def need(target: str) -> firmware.Target:
+    t = firmware.load_target(target)
+    missing = t.missing_tools()
+    if missing:
+        pytest.skip(f"{', '.join(missing)} not installed: apt-get install --no-install-recommends "
+                    f"{' '.join(t.apt)} (or `make toolchains`)")
+    return t
+
+
+def build_and_run(model_path, tmp_path, target: str):
+    t = firmware.load_target(target)
+    res = firmware.compile_firmware(model_path, tmp_path / target, target, build_elf=False)
+    elf = firmware.build(res.out_dir, t, "EXTRA_CFLAGS=-Werror")  # warning-free, startup code too
+    res.report = firmware.add_sizes(res.out_dir, elf, t)
+    rr = firmware.run(res.out_dir, res.report)
+    assert rr.status == 0, rr.stdout[-2000:]
+    assert "nncc: OK" in rr.stdout
+    # Independent of the firmware's own comparison: the printed bits against a fresh host build.
+    host = HostModel(res.out_dir, res.report)
+    try:
+        want = host.run(firmware.default_samples(res.report["inputs"])[0])
+    finally:
+        host.close()
+    for t in res.report["outputs"]:
+        got = rr.outputs[0][t["name"]]
+        assert got is not None, f"output {t['name']} missing from the QEMU output"
+        assert np.array_equal(got.view(np.uint32), want[t["name"]].view(np.uint32)), t["name"]
+    return res
+
+
+@pytest.mark.parametrize("target", MAIN_TARGETS)
+@pytest.mark.parametrize("model", sorted(MODELS))
+def test_matches_host_bit_for_bit(tmp_path, model, target):
+    need(target)
+    res = build_and_run(MODELS[model](tmp_path), tmp_path, target)
+    r = res.report
+    assert r["target"] == target and r["board"]["name"]
+    assert r["flash_bytes"] >= r["weights_bytes"] + r["test_data_bytes"] + r["code_bytes"] - 8
+    assert 0 < r["code_bytes"] < 64 * 1024
+    assert r["ram_bytes"] >= r["arena_bytes"] + r["stack_bytes"]
+    report_file = json.loads((res.out_dir / "report.json").read_text())
+    assert report_file["flash_bytes"] == r["flash_bytes"]
+
+
+@pytest.mark.parametrize("target", ["cortex-m33", "cortex-m0plus", "rv32imafc"])
+def test_other_targets(tmp_path, target):
+    need(target)
+    build_and_run(conv_relu(tmp_path), tmp_path, target)
+
+
+def test_target_files_agree():
+    """target.json memory sizes are those of the MEMORY blocks in qemu.ld and board.ld."""
+    units = {"": 1, "K": 1024, "M": 1024 * 1024}
+    for name in firmware.target_names():
+        t = firmware.load_target(name)
+        for key in ("qemu", "board"):
+            text = (t.dir / t.spec[key]["linker_script"]).read_text()
+            sizes = {region: int(n) * units[u] for region, n, u in
+                     re.findall(r"(FLASH|RAM)\s*\([a-z]+\)\s*:.*?LENGTH\s*=\s*(\d+)([KM]?)", text)}
+            assert sizes == {"FLASH": t.spec[key]["flash_bytes"], "RAM": t.spec[key]["ram_bytes"]}, name
+        assert (t.common_dir() / "sections.ld").is_file()
+        assert "{elf}" in t.board["flash_command"]
+
+
+def test_unknown_target(tmp_path):
+    with pytest.raises(UsageError, match="available: host, .*cortex-m4"):
+        firmware.load_target("cortex-m99")
+    assert main(["compile", str(conv_relu(tmp_path)), "-o", str(tmp_path / "p"), "--target", "z80"]) == 1
+
+
+@pytest.mark.parametrize("model,target,what", [
+    ("mlperf_kws_dscnn.onnx", "rv32imafc", r"68,096 B of RAM .* has 65,536 B"),
+    ("mlperf_ad_fcae.onnx", "cortex-m33", r"1,063,456 B of weights .* has 524,288 B of flash"),
+])
+def test_too_big_is_refused(tmp_path, model, target, what):
+    with pytest.raises(DoesNotFit, match=what):
+        firmware.compile_firmware(MLPERF / model, tmp_path / "p", target)
+    assert not (tmp_path / "p").exists()
+
+
+def test_cli_compile_and_validate(tmp_path, capsys):
+    need("cortex-m4")
+    model = str(conv_relu(tmp_path))
+    out = tmp_path / "fw"
+    assert main(["compile", model, "-o", str(out), "--target", "cortex-m4"]) == 0
+    text = capsys.readouterr().out
+    assert "STM32F429I-DISC1" in text and "ELF flash" in text
+    files = set((out / ".nncc-files").read_text().split())
+    assert {"main.c", "startup.c", "sections.ld", "qemu.ld", "board.ld", "Makefile"} <= files
+    assert main(["compile", model, "-o", str(out), "--target", "cortex-m4", "--force"]) == 0
+    assert main(["validate", model, "--target", "cortex-m4"]) == 0
+    text = capsys.readouterr().out
+    assert "host C (exact)" in text and "PASS" in text
+
+
+@pytest.mark.parametrize("target", ["host", "cortex-m4", "rv32imac"])
+def test_bench(tmp_path, target):
+    if target == "host":
+        if not have("valgrind"):
+            pytest.skip("valgrind not installed (apt-get install valgrind)")
+    else:
+        need(target)
+    b = bench(conv_relu(tmp_path), target)
+    assert b.macs == 2700
+    # A MAC costs at least a multiply and an add; soft float (rv32imac) costs far more.
+    assert 2 * b.macs < b.instructions < (400 if target == "rv32imac" else 60) * b.macs
+    assert b.instructions == bench(conv_relu(tmp_path), target).instructions  # deterministic
