@@ -22,8 +22,9 @@ MLPERF = FIXTURES / "mlperf_tiny"
 CROSS = {
     "cortex-m4": ["arm-none-eabi-gcc", "-mcpu=cortex-m4", "-mthumb", "-mfloat-abi=hard",
                   "-mfpu=fpv4-sp-d16", "-Os"],
+    # gcc-riscv64-unknown-elf ships no libc: picolibc provides <math.h>.
     "rv32imac": ["riscv64-unknown-elf-gcc", "-march=rv32imac", "-mabi=ilp32", "-Os",
-                 "-ffreestanding"],
+                 "--specs=picolibc.specs"],
 }
 STRICT = ["-std=c99", "-Wall", "-Wextra", "-Werror", "-pedantic", "-ffp-contract=off"]
 

@@ -1,9 +1,8 @@
 """The generated C compiles warning-free with the MCU cross compilers (arm-none-eabi-gcc for a
 Cortex-M4F, riscv64-unknown-elf-gcc for rv32imac), float lists and weight blobs alike.
 
-riscv64-unknown-elf-gcc (Debian/Ubuntu package) ships no C library, so <math.h>, which
-nncc_runtime.h includes, is missing; picolibc-riscv64-unknown-elf provides it through
-`--specs=picolibc.specs`. Without picolibc the RISC-V case is an expected failure."""
+riscv64-unknown-elf-gcc (Debian package) ships no C library; picolibc-riscv64-unknown-elf
+provides <math.h> through `--specs=picolibc.specs` (`make toolchains` installs it)."""
 from __future__ import annotations
 
 import subprocess
@@ -13,9 +12,7 @@ import pytest
 from onnx import helper
 
 from nncc.compiler import compile_model
-from nncc.errors import NnccError
-from tests import util
-from tests.util import CROSS, MLPERF, cross_compile, have, make_model, save
+from tests.util import CROSS, FIXTURES, cross_compile, have, make_model, save
 
 pytestmark = pytest.mark.cross
 
@@ -45,15 +42,12 @@ MODELS = {"conv_relu": (conv_relu, {}), "conv_relu_blob": (conv_relu, {"blob_thr
           "depthwise_names": (depthwise_names, {})}
 
 
-def toolchain(target: str, monkeypatch) -> None:
+def toolchain(target: str) -> None:
     tool = CROSS[target][0]
     if not have(tool):
-        pytest.skip(f"{tool} not installed (apt-get install gcc-arm-none-eabi / gcc-riscv64-unknown-elf)")
-    if target == "rv32imac" and not has_header(CROSS[target], "math.h"):
-        specs = [*CROSS[target], "--specs=picolibc.specs"]
-        if not has_header(specs, "math.h"):
-            pytest.xfail(f"{tool} has no <math.h> (no libc); install picolibc-riscv64-unknown-elf")
-        monkeypatch.setitem(util.CROSS, target, specs)
+        pytest.skip(f"{tool} not installed (make toolchains)")
+    if not has_header(CROSS[target], "math.h"):
+        pytest.skip(f"{tool} has no <math.h>: install picolibc-riscv64-unknown-elf (make toolchains)")
 
 
 def has_header(cmd: list[str], header: str) -> bool:
@@ -64,20 +58,21 @@ def has_header(cmd: list[str], header: str) -> bool:
 
 @pytest.mark.parametrize("target", sorted(CROSS))
 @pytest.mark.parametrize("model", sorted(MODELS))
-def test_cross_compile(tmp_path, monkeypatch, target, model):
-    toolchain(target, monkeypatch)
+def test_cross_compile(tmp_path, target, model):
+    toolchain(target)
     make, kw = MODELS[model]
     res = compile_model(make(tmp_path), tmp_path / "proj", **kw)
     cross_compile(res.out_dir, target)
     assert (res.out_dir / f"{target}.o").stat().st_size > 0
 
 
+FIXTURE_MODELS = sorted(str(p.relative_to(FIXTURES)) for p in FIXTURES.glob("*/*.onnx"))
+
+
 @pytest.mark.parametrize("target", sorted(CROSS))
-def test_cross_compile_mlperf(tmp_path, monkeypatch, target):
-    """A real model (when all its ops are supported)."""
-    toolchain(target, monkeypatch)
-    try:
-        res = compile_model(MLPERF / "mlperf_kws_dscnn.onnx", tmp_path / "proj")
-    except NnccError as e:
-        pytest.skip(f"not compilable yet: {str(e)[:200]}")
+@pytest.mark.parametrize("model", FIXTURE_MODELS)
+def test_cross_compile_fixture_models(tmp_path, target, model):
+    """Every model fixture of the repository (MLPerf Tiny, zoo, ...), at -O2."""
+    toolchain(target)
+    res = compile_model(FIXTURES / model, tmp_path / "proj")
     cross_compile(res.out_dir, target)
