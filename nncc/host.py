@@ -35,7 +35,7 @@ class HostModel:
         lib = Path(self._tmp.name) / f"lib{self.prefix}.so"
         cmd = [compiler(), *(cflags or STRICT_CFLAGS), "-shared", "-fPIC",
                str(self.project / f"{self.prefix}.c"), "-o", str(lib), "-lm"]
-        r = subprocess.run(cmd, capture_output=True, text=True)
+        r = subprocess.run(cmd, capture_output=True, text=True, check=False)
         if r.returncode != 0:
             raise BuildError(f"gcc failed on {self.project}: {r.stderr.strip()[:2000]}")
         self.ffi = cffi.FFI()

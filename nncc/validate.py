@@ -54,7 +54,7 @@ def onnxruntime_outputs(model_path: str | Path, sample: dict) -> dict | None:
     opts.graph_optimization_level = ort.GraphOptimizationLevel.ORT_DISABLE_ALL
     try:
         sess = ort.InferenceSession(str(model_path), opts, providers=["CPUExecutionProvider"])
-    except Exception:  # a model onnxruntime cannot load (IR version, op) has no second oracle
+    except Exception:  # noqa: BLE001  # a model onnxruntime cannot load (IR version, op) has no second oracle
         return None
     names = [o.name for o in sess.get_outputs()]
     return dict(zip(names, sess.run(None, sample)))

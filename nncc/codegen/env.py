@@ -20,7 +20,7 @@ def c_float(v) -> str:
         return "(0.0f / 0.0f)"
     if np.isinf(v):
         return "(1.0f / 0.0f)" if v > 0 else "(-1.0f / 0.0f)"
-    s = "%.9g" % v
+    s = f"{v:.9g}"
     if "e" not in s and "." not in s:
         s += ".0"
     return s + "f"

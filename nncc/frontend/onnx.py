@@ -31,13 +31,13 @@ def load_model(path: str | Path) -> onnx.ModelProto:
         raise BadModel(f"{path}: no such file")
     try:
         model = onnx.load(str(path))
-    except Exception as e:  # protobuf raises several unrelated types for corrupt data
+    except Exception as e:  # noqa: BLE001  # protobuf raises several unrelated types for corrupt data
         raise BadModel(f"{path}: not a readable ONNX file ({type(e).__name__}: {e})") from None
     if not model.graph.node and not model.graph.output:
         raise BadModel(f"{path}: not an ONNX model (empty or truncated graph)")
     try:
         onnx.checker.check_model(model)
-    except Exception as e:
+    except Exception as e:  # noqa: BLE001  # the checker raises several types
         if _unknown_ops(model):
             # The checker stops at the first op it has no schema for; the importer lists every
             # unsupported node in one message, which is what the user needs.
@@ -93,7 +93,7 @@ def _attrs(node: onnx.NodeProto) -> dict:
 def _dtype_name(elem_type: int) -> str:
     try:
         return np.dtype(helper.tensor_dtype_to_np_dtype(elem_type)).name
-    except Exception:
+    except Exception:  # noqa: BLE001  # types numpy has no name for
         return onnx.TensorProto.DataType.Name(elem_type).lower()
 
 
@@ -240,7 +240,7 @@ class _Importer:
                 values.append(np.zeros(x.shape, dtype=x.dtype))
         try:
             outs = run_onnx_node(proto, values, self.model.opset_import)
-        except Exception as e:
+        except Exception as e:  # noqa: BLE001  # any evaluator failure: report it as unsupported
             self.unsupported.append(f"{node.op} (node {node.name!r}): cannot fold constant "
                                     f"subgraph ({type(e).__name__}: {e})")
             return

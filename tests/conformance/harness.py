@@ -216,7 +216,7 @@ def main() -> int:
         try:
             run_case(case)
             ok = True
-        except Exception as e:  # report every failure, keep going
+        except Exception as e:  # noqa: BLE001  # report every failure, keep going
             ok = False
             failures.append((name, " ".join(str(e).split())[:300]))
         for op in case.ops:

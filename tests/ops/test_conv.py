@@ -7,16 +7,16 @@ from tests.util import check_model, make_model, save
 
 CASES = [
     # (input shape, weight shape, attrs, bias)
-    ((1, 3, 8, 8), (4, 3, 3, 3), dict(pads=[1, 1, 1, 1]), True),
-    ((1, 3, 9, 7), (4, 3, 3, 2), dict(strides=[2, 1], pads=[0, 1, 2, 0]), False),
-    ((2, 4, 8, 8), (4, 1, 3, 3), dict(group=4, pads=[1, 1, 1, 1]), True),       # depthwise
-    ((1, 2, 8, 8), (6, 1, 3, 3), dict(group=2, strides=[2, 2]), True),         # multiplier 3
-    ((1, 4, 10, 10), (6, 2, 3, 3), dict(group=2, dilations=[2, 2]), True),
-    ((1, 3, 7, 7), (2, 3, 3, 3), dict(auto_pad="SAME_UPPER", strides=[2, 2]), True),
-    ((1, 3, 7, 7), (2, 3, 2, 2), dict(auto_pad="SAME_LOWER"), True),
-    ((1, 3, 7, 7), (2, 3, 3, 3), dict(auto_pad="VALID"), True),
-    ((1, 3, 20), (5, 3, 4), dict(strides=[3], pads=[2, 1], dilations=[2]), True),  # 1-D
-    ((1, 2, 5, 6, 7), (3, 2, 2, 3, 2), dict(pads=[1, 0, 1, 0, 1, 1]), True),    # 3-D
+    ((1, 3, 8, 8), (4, 3, 3, 3), {"pads": [1, 1, 1, 1]}, True),
+    ((1, 3, 9, 7), (4, 3, 3, 2), {"strides": [2, 1], "pads": [0, 1, 2, 0]}, False),
+    ((2, 4, 8, 8), (4, 1, 3, 3), {"group": 4, "pads": [1, 1, 1, 1]}, True),       # depthwise
+    ((1, 2, 8, 8), (6, 1, 3, 3), {"group": 2, "strides": [2, 2]}, True),         # multiplier 3
+    ((1, 4, 10, 10), (6, 2, 3, 3), {"group": 2, "dilations": [2, 2]}, True),
+    ((1, 3, 7, 7), (2, 3, 3, 3), {"auto_pad": "SAME_UPPER", "strides": [2, 2]}, True),
+    ((1, 3, 7, 7), (2, 3, 2, 2), {"auto_pad": "SAME_LOWER"}, True),
+    ((1, 3, 7, 7), (2, 3, 3, 3), {"auto_pad": "VALID"}, True),
+    ((1, 3, 20), (5, 3, 4), {"strides": [3], "pads": [2, 1], "dilations": [2]}, True),  # 1-D
+    ((1, 2, 5, 6, 7), (3, 2, 2, 3, 2), {"pads": [1, 0, 1, 0, 1, 1]}, True),    # 3-D
 ]
 
 
