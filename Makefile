@@ -23,7 +23,7 @@ demo: $(STAMP)
 	$(BIN)/nncc validate tests/fixtures/mlperf_tiny/mlperf_kws_dscnn.onnx
 
 # The fast suite (CI). Slow suites (light_* models, long sweeps) are marked `slow`.
-test: $(STAMP)
+test: $(STAMP) lint
 	$(PYTEST) -m "not slow" -q -n 2
 
 test-all: $(STAMP)
