@@ -31,8 +31,10 @@ def layer_rows(g: Graph) -> list[dict]:
             "macs": int(op.macs([g.tensors[t] if t else None for t in n.inputs], outs)),
             "params": params, "weights_bytes": wbytes,
             "out_bytes": sum(t.nbytes for t in outs),
-            # Ops folded into this node's kernel by passes/fuse_activation.py, e.g. ["Relu"].
-            "fused": [n.attrs[FUSED_ACTIVATION]["op"]] if FUSED_ACTIVATION in n.attrs else [],
+            # Ops folded into this node's kernel by passes/fuse_activation.py, e.g. ["Relu"]
+            # (["Add", "Relu"] after passes/fuse_residual_add.py).
+            "fused": (["Add"] if n.attrs.get("nncc_residual") else [])
+            + ([n.attrs[FUSED_ACTIVATION]["op"]] if FUSED_ACTIVATION in n.attrs else []),
         })
     return rows
 

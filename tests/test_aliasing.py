@@ -16,6 +16,7 @@ from onnx import helper
 
 from nncc.ir import Graph, Node, TensorInfo
 from nncc.memory import check_layout, lifetimes, plan_memory
+from nncc.ops.conv import FUSED_RESIDUAL
 from tests.util import check_model, make_model, save
 
 
@@ -23,7 +24,8 @@ from tests.util import check_model, make_model, save
 @st.composite
 def alias_graphs(draw):
     """Tensors of shape (1, C, 4); ops: Relu/Add (in place), Identity (a view), Concat (axis
-    1, slices), Softmax (opaque). Outputs: a random non-empty subset of the tensors."""
+    1, slices), Softmax (opaque), Conv (its variants over x, in place over a residual).
+    Outputs: a random non-empty subset of the tensors."""
     g = Graph("r")
     ins = draw(st.integers(1, 2))
     chans: dict[str, int] = {}
@@ -32,12 +34,15 @@ def alias_graphs(draw):
         g.add_tensor(TensorInfo(f"in{i}", (1, chans[f"in{i}"], 4)))
     g.inputs = list(chans)
     for i in range(draw(st.integers(1, 12))):
-        kind = draw(st.sampled_from(["Relu", "Add", "Identity", "Concat", "Softmax"]))
+        kind = draw(st.sampled_from(["Relu", "Add", "Identity", "Concat", "Softmax", "Conv"]))
         names = list(chans)
         a = draw(st.sampled_from(names))
+        attrs = {"axis": 1} if kind == "Concat" else {}
         if kind == "Add":
             same = [t for t in names if chans[t] == chans[a]]
             srcs, c = [a, draw(st.sampled_from(same))], chans[a]
+        elif kind == "Conv":  # depthwise k3 or pointwise k1, same shape, maybe with a residual
+            srcs, c, attrs = conv_node(draw, g, i, a, chans)
         elif kind == "Concat":
             srcs = draw(st.lists(st.sampled_from(names), min_size=1, max_size=3))
             c = sum(chans[t] for t in srcs)
@@ -46,10 +51,26 @@ def alias_graphs(draw):
         y = f"t{i}"
         chans[y] = c
         g.add_tensor(TensorInfo(y, (1, c, 4)))
-        g.add_node(Node(f"n{i}", kind, srcs, [y], {"axis": 1} if kind == "Concat" else {}))
+        g.add_node(Node(f"n{i}", kind, srcs, [y], attrs))
     made = [t for t in chans if t not in g.inputs]
     g.outputs = draw(st.lists(st.sampled_from(made), min_size=1, max_size=3, unique=True))
     return g
+
+
+def conv_node(draw, g: Graph, i: int, a: str, chans: dict):
+    """Inputs, channels and attributes of a random same-shape Conv reading a: depthwise (kernel
+    3, pad 1) or pointwise (kernel 1), with or without bias and a residual of a's shape."""
+    c = chans[a]
+    dw = draw(st.booleans())
+    w = np.ones((c, 1, 3) if dw else (c, c, 1), np.float32)
+    g.add_tensor(TensorInfo(f"w{i}", w.shape, "float32", w))
+    attrs = {"group": c, "pads": [1, 1]} if dw else {}
+    srcs = [a, f"w{i}", ""]
+    same = [t for t in chans if chans[t] == c]
+    if draw(st.booleans()):
+        srcs.append(draw(st.sampled_from(same)))
+        attrs[FUSED_RESIDUAL] = {"add": f"add{i}", "opset": 13, "conv_first": True}
+    return srcs, c, attrs
 
 
 def content(g: Graph, plan, t: str, memo: dict) -> list:
@@ -84,11 +105,32 @@ def replay(g: Graph, plan) -> None:
         for k, v in enumerate(values):
             buf[base + k] = v
 
+    def read_at(t, idx):
+        buf, base, _ = region(plan, mem, t, 0)
+        want = content(g, plan, t, memo)
+        assert all(buf.get(base + k) == want[k] for k in idx), f"{t} clobbered"
+
+    def write_at(t, idx):
+        buf, base, _ = region(plan, mem, t, 0)
+        want = content(g, plan, t, memo)
+        for k in idx:
+            buf[base + k] = want[k]
+
+    def scratch(n):  # the kernel may write anything into its workspace
+        if n.name in plan.alias.workspace:
+            ws, size = plan.alias.workspace[n.name]
+            for k in range(size // 4):
+                mem["arena"][plan.offsets[ws] // 4 + k] = ("junk", n.name)
+
     for t in g.inputs:
         write(t, content(g, plan, t, memo))
     for n in g.nodes():
+        if n.op == "Conv":
+            run_conv(g, n, read_at, write_at, scratch)
+            continue
         for x in n.inputs:
-            read(x)
+            if x:
+                read(x)
         if n.name in plan.alias.skipped:
             continue
         y = n.outputs[0]
@@ -104,6 +146,27 @@ def replay(g: Graph, plan) -> None:
             write(y, content(g, plan, y, memo))
     for t in g.outputs:
         read(t)
+
+
+def run_conv(g: Graph, n, read_at, write_at, scratch) -> None:
+    """Replay a Conv of shape (1, C, L) in the order its kernel variant reads and writes: each
+    output element (direct), channel (dw_inplace) or pixel (pw_inplace) is stored only after
+    everything it needs was read intact; the residual (input 3) is read where it is stored."""
+    x, r, y = n.inputs[0], (n.inputs + ["", ""])[3], n.outputs[0]
+    c, length = g.tensors[y].shape[1:]
+    everything = range(c * length)
+    if n.kernel == "dw_inplace":
+        units = [range(ch * length, (ch + 1) * length) for ch in range(c)]
+    elif n.kernel == "pw_inplace":
+        units = [range(p, c * length, length) for p in range(length)]
+    else:
+        units = [[k] for k in everything]
+    for unit in units:
+        read_at(x, unit if n.kernel != "direct" else everything)
+        if r:
+            read_at(r, unit)
+        scratch(n)
+        write_at(y, unit)
 
 
 @settings(max_examples=200, deadline=None)

@@ -78,19 +78,24 @@ def lifetimes(g: Graph, align: int = 4, alias: Aliasing | bool = True) -> list[B
     tensor, or several that share memory (`alias`: an Aliasing, True to compute it for the
     current order, False for none); it lives from the first step writing any of them to the
     last step reading any of them. A tensor no node reads lives only at the step that writes
-    it (the kernel still needs somewhere to put it)."""
+    it (the kernel still needs somewhere to put it). A node's workspace (`alias.workspace`) is
+    a buffer of its own, live at that node's step only."""
     if not isinstance(alias, Aliasing):
         alias = analyze_aliases(g, enable=bool(alias))
     first: dict[str, int] = {}
     last: dict[str, int] = {}
+    size: dict[str, int] = {}
     for i, n in enumerate(g.nodes()):
+        if n.name in alias.workspace:  # a kernel's scratch: live while the node runs, no longer
+            ws, size[ws] = alias.workspace[n.name]
+            first[ws] = last[ws] = i
         for t in n.outputs:
             if t and alias.kind.get(alias.host(t)) == "arena":
                 first.setdefault(alias.host(t), i)
         for t in n.inputs:
             if t and t in alias.loc and alias.kind.get(alias.host(t)) == "arena":
                 last[alias.host(t)] = i  # nodes come in schedule order: the last reader wins
-    return [Buffer(h, align_up(g.tensors[h].nbytes, align), s, max(s, last.get(h, s)))
+    return [Buffer(h, align_up(size.get(h) or g.tensors[h].nbytes, align), s, max(s, last.get(h, s)))
             for h, s in first.items()]
 
 
@@ -159,6 +164,9 @@ def plan_memory(g: Graph, align: int = 4, reorder: bool = True, alias: bool = Tr
         else:
             apply_schedule(g, before)
     al = analyze_aliases(g, enable=alias)
+    for n in g.nodes():  # the kernel variants the aliasing chose; earlier plans' choices undone
+        if n.name in al.kernel or n.kernel.endswith("_inplace"):
+            n.kernel = al.kernel.get(n.name, "direct")
     bufs = lifetimes(g, align, al)
     live = live_bytes(bufs, len(g.nx))
     lower = max(live, default=0)

@@ -13,7 +13,12 @@ flash. Three rules merge tensors into one host, in this order (each relies on th
 3. in place (`Op.inplace_inputs`, in schedule order): an elementwise kernel writes its output
    over an input of the same shape whose whole buffer is last read by that node. Only arena
    buffers are overwritten: caller inputs and constants are read-only, and a caller output must
-   still hold its value when run() returns.
+   still hold its value when run() returns. Failing that, a kernel variant (`Op.inplace_kernel`:
+   depthwise and 1x1 convs, with a workspace) may write its output over an input under the same
+   conditions; the variant is recorded in `kernel`. Either way the overwritten buffer must not
+   also hold another input of the node, which the kernel reads elsewhere than where it writes.
+Workspaces (`Op.workspace_bytes` of the kernel chosen) are recorded per node in `workspace`; the
+planner gives each an arena buffer live only at its node's step.
 A buffer's lifetime is the union of its members' (first write to last read), so the planner
 keeps a concat buffer from its first slice's producer to its last reader, and the lower bound
 counts aliased tensors once. Moves only relocate a buffer whose members fill it exactly
@@ -37,6 +42,8 @@ class Aliasing:
     skipped: set[str] = field(default_factory=set)  # nodes whose kernel is not emitted
     placed: dict[str, list[int]] = field(default_factory=dict)  # concat node -> inputs written in place
     how: dict[str, str] = field(default_factory=dict)  # node -> view | concat | inplace
+    kernel: dict[str, str] = field(default_factory=dict)  # node -> kernel variant chosen here
+    workspace: dict[str, tuple[str, int]] = field(default_factory=dict)  # node -> (buffer, bytes)
 
     def host(self, t: str) -> str:
         return self.loc[t][0]
@@ -110,8 +117,8 @@ def analyze_aliases(g: Graph, enable: bool = True) -> Aliasing:
     for t in g.outputs:
         u.add(t, "const" if g.is_const(t) else "output")
     al = Aliasing()
+    ops = {n.name: _op(n) for n in nodes}
     if enable:
-        ops = {n.name: _op(n) for n in nodes}
         for n in nodes:
             _view(u, g, n, ops[n.name], al)
         for n in nodes:
@@ -119,10 +126,29 @@ def analyze_aliases(g: Graph, enable: bool = True) -> Aliasing:
                 _concat(u, g, n, ops[n.name], al)
         for i, n in enumerate(nodes):
             _inplace(u, g, n, ops[n.name], i, al)
+            _inplace_kernel(u, g, n, ops[n.name], i, al)
     for t in u.parent:
         al.loc[t] = u.find(t)
     al.kind = {h: u.kind[h] for h, _ in al.loc.values()}
+    _workspaces(g, nodes, ops, al)
     return al
+
+
+def _infos(g: Graph, n):
+    return [g.tensors[t] if t else None for t in n.inputs], [g.tensors[t] for t in n.outputs if t]
+
+
+def _workspaces(g: Graph, nodes, ops, al: Aliasing) -> None:
+    for n in nodes:
+        op = ops[n.name]
+        if op is None or n.name in al.skipped:
+            continue
+        size = op.workspace_bytes(*_infos(g, n), al.kernel.get(n.name, "direct"))
+        if size:
+            name, k = f"workspace:{n.name}", 1
+            while name in g.tensors:
+                name, k = f"workspace:{n.name}:{k}", k + 1
+            al.workspace[n.name] = (name, size)
 
 
 def _op(n):
@@ -198,18 +224,42 @@ def _inplace(u: _Union, g: Graph, n, op, i: int, al: Aliasing) -> None:
         if not x or j in op.const_inputs or g.is_const(x):
             continue
         tx = g.tensors[x]
-        rx, _ = u.find(x)
-        ry, _ = u.find(y)
-        if tx.shape != ty.shape or tx.dtype != ty.dtype or rx == ry:
+        if tx.shape != ty.shape or tx.dtype != ty.dtype:
             continue
-        # x's whole buffer must die here: nothing reads any of its tensors later.
-        if u.kind[rx] != "arena" or u.last.get(rx, 0) != i:
-            continue
-        if u.movable(y):
-            u.move(y, x)
-        elif u.movable(x) and u.kind[ry] in ("arena", "output"):
-            u.move(x, y)
-        else:
-            continue
-        al.how[n.name] = "inplace"
+        if _overwrite(u, n, x, y, i, set(cands)):
+            al.how[n.name] = "inplace"
+            return
+
+
+def _inplace_kernel(u: _Union, g: Graph, n, op, i: int, al: Aliasing) -> None:
+    y = _single_output(n)
+    if op is None or y is None or n.name in al.skipped or n.name in al.how:
         return
+    found = op.inplace_kernel(*_infos(g, n))
+    if found is None:
+        return
+    j, kernel = found
+    x = n.inputs[j]
+    if x and not g.is_const(x) and g.tensors[x].nbytes == g.tensors[y].nbytes and _overwrite(u, n, x, y, i, {j}):
+        al.how[n.name] = "inplace"
+        al.kernel[n.name] = kernel
+
+
+def _overwrite(u: _Union, n, x: str, y: str, i: int, same_index: set[int]) -> bool:
+    """Put y over x when x's buffer may be overwritten at step i; True when done. Inputs whose
+    index is in `same_index` are read only where y is written; any other input of the node
+    must live elsewhere."""
+    rx, _ = u.find(x)
+    ry, _ = u.find(y)
+    # x's whole buffer must die here: nothing reads any of its tensors later.
+    if rx == ry or u.kind[rx] != "arena" or u.last.get(rx, 0) != i:
+        return False
+    if any(t and k not in same_index and u.find(t)[0] == rx for k, t in enumerate(n.inputs)):
+        return False
+    if u.movable(y):
+        u.move(y, x)
+    elif u.movable(x) and u.kind[ry] in ("arena", "output"):
+        u.move(x, y)
+    else:
+        return False
+    return True

@@ -38,7 +38,9 @@ PIPELINE: dict[int, list[str]] = {
         "fuse_matmul_add",      # MatMul -> Add(bias) becomes Gemm, so the Relu after it can fuse
         "fuse_pad",             # Pad -> Conv: Conv pads grow; independent of the activation fusion
         "fuse_activation",      # after the folds: Conv -> BN -> Relu only becomes Conv -> Relu there
-        "fuse_conv_pool",       # last: takes Conv[+activation] -> pool, once the activation is in
+        "fuse_conv_pool",       # takes Conv[+activation] -> pool, once the activation is in
+        "fuse_residual_add",    # last: Conv -> Add[+activation]; after fuse_activation put the
+                                # activation on the Add, after fuse_conv_pool (no residual there)
     ],
 }
 
@@ -57,5 +59,5 @@ def run_pipeline(g: Graph, level: int = 2) -> Graph:
 
 
 for _m in ["remove_identity", "dead_code", "fold_batchnorm", "fold_constant_scale", "fuse_matmul_add",
-           "fuse_pad", "fuse_activation", "fuse_conv_pool"]:
+           "fuse_pad", "fuse_activation", "fuse_conv_pool", "fuse_residual_add"]:
     importlib.import_module(f"{__name__}.{_m}")
