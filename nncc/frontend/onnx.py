@@ -23,6 +23,10 @@ MIN_OPSET = 1
 _NONDETERMINISTIC = {"RandomNormal", "RandomUniform", "RandomNormalLike", "RandomUniformLike",
                      "Multinomial", "Bernoulli"}
 _FLOAT_TYPES = {"float32"}
+# Already-quantized models (QDQ / QOperator): these ops make the importer keep 8-bit tensors
+# and constants as they are and hand the graph to nncc/quant/import_qdq.py.
+QUANT_OPS = {"QuantizeLinear", "DequantizeLinear", "QLinearConv", "QLinearMatMul", "QLinearAdd"}
+_MS_QUANT_OPS = {"QLinearAdd"}  # accepted from the com.microsoft domain
 
 
 def load_model(path: str | Path) -> onnx.ModelProto:
@@ -135,6 +139,7 @@ class _Importer:
         self.pinned = dict(pinned)
         self.unsupported: list[str] = []
         self.names: set[str] = set()
+        self.quantized = any(n.op_type in QUANT_OPS for n in model.graph.node)
 
     def run(self) -> Graph:
         g, graph = self.g, self.model.graph
@@ -182,7 +187,8 @@ class _Importer:
         outputs = [o if k == 0 or o in self.used else "" for k, o in enumerate(proto.output)]
         node = Node(self.unique_name(proto, i), proto.op_type, list(proto.input),
                     outputs, _attrs(proto), self.opset)
-        if proto.domain not in ("", "ai.onnx"):
+        ms_quant = self.quantized and proto.domain == "com.microsoft" and proto.op_type in _MS_QUANT_OPS
+        if proto.domain not in ("", "ai.onnx") and not ms_quant:
             self.unsupported.append(f"{proto.domain}.{proto.op_type} (node {node.name!r})")
             return
         missing = [t for t in node.inputs if t and t not in g.tensors]
@@ -202,7 +208,7 @@ class _Importer:
                     raise op.refuse(f"input {idx} ({node.inputs[idx]!r}) must be a constant")
             bad = [x.name for x in ins if x is not None and not x.is_const
                    and x.dtype not in _FLOAT_TYPES]
-            if bad and op.float_only:
+            if bad and op.float_only and not self.quantized:  # import_qdq checks those
                 raise op.refuse(f"non-float32 input(s) {', '.join(bad)}")
             outs = op.infer(*ins)
         except UnsupportedOp as e:
@@ -210,6 +216,10 @@ class _Importer:
             return
         except ShapeError as e:
             raise ShapeError(f"node {node.name!r} ({node.op}): {e}") from None
+        if self.quantized and node.op not in QUANT_OPS and ins and ins[0] is not None \
+                and ins[0].dtype in ("int8", "uint8"):
+            # QOperator form: pools and views applied straight to 8-bit data keep its type
+            outs = [(shape, ins[0].dtype) for shape, _ in outs]
         for name, (shape, dtype) in zip(node.outputs, outs):
             if name:
                 g.add_tensor(TensorInfo(name, tuple(int(d) for d in shape), dtype))
@@ -223,8 +233,8 @@ class _Importer:
             return None
 
     def foldable(self, node: Node, ins: list[TensorInfo | None]) -> bool:
-        if node.op in _NONDETERMINISTIC:
-            return False
+        if node.op in _NONDETERMINISTIC or (self.quantized and node.op in QUANT_OPS):
+            return False  # import_qdq reads the 8-bit weights and their scales from them
         if node.op in ("Shape", "Size"):  # depend only on the (static) shape
             return True
         return all(x is None or x.is_const for x in ins)
@@ -254,4 +264,9 @@ def import_onnx(model: onnx.ModelProto, name: str, pinned: dict | None = None) -
     if _opset(model) > onnx.defs.onnx_opset_version():
         raise UnsupportedOp(f"opset {_opset(model)} is newer than this onnx "
                             f"({onnx.defs.onnx_opset_version()})")
-    return _Importer(model, name, pinned or {}).run()
+    imp = _Importer(model, name, pinned or {})
+    g = imp.run()
+    if imp.quantized:
+        from ..quant.import_qdq import import_quantized
+        g = import_quantized(g)
+    return g
