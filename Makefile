@@ -41,6 +41,11 @@ toolchains:
 	    picolibc-riscv64-unknown-elf; \
 	else echo "not root: install gcc-arm-none-eabi libnewlib-arm-none-eabi qemu-system-arm gcc-riscv64-unknown-elf qemu-system-misc picolibc-riscv64-unknown-elf yourself"; fi
 
+# The benchmark table (MLPerf Tiny x targets x float/int8: sizes, instruction counts, arenas vs
+# TFLite Micro; host -O0 vs -O2) -> tests/bench/RESULTS.md. Needs `make toolchains` and valgrind.
+bench: $(STAMP)
+	$(BIN)/python tests/bench/bench_table.py
+
 lint: $(STAMP)
 	$(BIN)/ruff check nncc tests
 

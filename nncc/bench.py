@@ -80,7 +80,8 @@ def _plugin(tmp: Path) -> Path:
 
 def _bench_qemu(model_path, tmp: Path, target: str, **compile_args) -> Bench:
     t = load_target(target)
-    res = compile_firmware(model_path, tmp / "proj", target, build_elf=False, check=False, **compile_args)
+    res = compile_firmware(model_path, tmp / "proj", target, build_elf=False, check=False,
+                           check_emulator=True, **compile_args)
     elf = build(res.out_dir, t, "EXTRA_CFLAGS=-DNNCC_BENCH")
     nm = re.sub(r"size$", "nm", t.size)
     syms = _run([nm, str(elf)], nm).stdout

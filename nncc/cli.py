@@ -22,6 +22,15 @@ def _common(p: argparse.ArgumentParser) -> None:
                    help="optimisation level: -O0 no passes, -O2 all (default)")
 
 
+def _quant_args(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--quantize", choices=["int8", "int16"])
+    p.add_argument("--calib", metavar="CALIB.npz", help="calibration inputs for --quantize")
+    p.add_argument("--scaling", choices=["fixed", "shift", "double-shift"], default="fixed",
+                   help="requantization: int32 multiplier + shift, or power-of-two scales")
+    p.add_argument("--observer", choices=["mse", "minmax", "percentile"], default="mse",
+                   help="activation range observer used while calibrating (default: mse)")
+
+
 def build_parser() -> argparse.ArgumentParser:
     ap = argparse.ArgumentParser(prog="nncc", description="ONNX to portable C for microcontrollers")
     ap.add_argument("--version", action="version", version=f"nncc {__version__}")
@@ -34,12 +43,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--name", help="C prefix of every generated symbol (default: file name)")
     p.add_argument("--target", default="host")
     p.add_argument("--align", type=int, default=4, choices=[4, 8, 16])
-    p.add_argument("--quantize", choices=["int8", "int16"])
-    p.add_argument("--calib", metavar="CALIB.npz", help="calibration inputs for --quantize")
-    p.add_argument("--scaling", choices=["fixed", "shift", "double-shift"], default="fixed",
-                   help="requantization: int32 multiplier + shift, or power-of-two scales")
-    p.add_argument("--observer", choices=["minmax", "percentile"], default="minmax",
-                   help="activation range observer used while calibrating")
+    _quant_args(p)
     _common(p)
 
     p = sub.add_parser("run", help="run a compiled project on the host")
@@ -53,11 +57,13 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--target", default="host")
     p.add_argument("--rtol", type=float, default=1e-4)
     p.add_argument("--atol", type=float, default=1e-5)
+    _quant_args(p)
     _common(p)
 
     p = sub.add_parser("bench", help="instructions executed per inference (valgrind / QEMU)")
     p.add_argument("model")
     p.add_argument("--target", default="host")
+    _quant_args(p)
     _common(p)
 
     p = sub.add_parser("analyze", help="per-layer MACs, parameters, weights and activations")
@@ -79,8 +85,7 @@ def cmd_compile(a) -> int:
     _check_target(a.target)
     kw = {"name": a.name, "force": a.force, "opt_level": a.opt,
           "input_shapes": parse_input_shapes(a.input_shape), "align": a.align}
-    if a.quantize or a.calib:
-        kw["quant"] = _quant_options(a)
+    kw.update(_quant_kw(a))
     if a.target != "host":
         from .firmware import compile_firmware, summary
         res = compile_firmware(a.model, a.output, a.target, **kw)
@@ -93,6 +98,10 @@ def cmd_compile(a) -> int:
     if a.target != "host":
         print(summary(res))
     return 0
+
+
+def _quant_kw(a) -> dict:
+    return {"quant": _quant_options(a)} if a.quantize or a.calib else {}
 
 
 def _quant_options(a):
@@ -139,7 +148,7 @@ def cmd_validate(a) -> int:
         g = load(a.model, shapes, a.opt)
         samples, _ = split_samples(load_npz(a.inputs), analyze(g).report["inputs"])
     v = validate(a.model, samples, rtol=a.rtol, atol=a.atol, input_shapes=shapes, opt_level=a.opt,
-                 target=a.target)
+                 target=a.target, **_quant_kw(a))
     rows = [[s, o, ref, *m.row()] for s, o, ref, m in v.rows]
     print(format_table(["sample", "output", "oracle", "max abs", "max rel", "cosine", "result"], rows))
     print(f"{'PASS' if v.ok else 'FAIL'} (rtol {a.rtol:g}, atol {a.atol:g})")
@@ -181,7 +190,8 @@ def cmd_analyze(a) -> int:
 def cmd_bench(a) -> int:
     from .bench import bench
     _check_target(a.target)
-    b = bench(a.model, a.target, input_shapes=parse_input_shapes(a.input_shape), opt_level=a.opt)
+    b = bench(a.model, a.target, input_shapes=parse_input_shapes(a.input_shape), opt_level=a.opt,
+              **_quant_kw(a))
     print(f"{b.target}: {b.instructions:,} instructions per inference, {b.macs:,} MACs, "
           f"{b.per_mac:.2f} instructions per MAC ({b.method})")
     return 0

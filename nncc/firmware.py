@@ -5,9 +5,10 @@ cross compiler, run it in QEMU and read its sizes.
 plus the target's startup code and linker scripts (targets/common/<family>/, targets/<name>/), a
 main.c holding embedded test inputs and the outputs the host build of the same C computed for
 them, and a Makefile (`make`, `make run`, `make size`, `make flash`). Float results match the
-host bit for bit because both sides build with -ffp-contract=off. A model whose arena or weights
-exceed the RAM or flash of the real board a target stands for is refused before anything is
-written. Each target is described by targets/<name>/target.json (see targets/README.md).
+host bit for bit because both sides build with -ffp-contract=off; an int8 build (--quantize int8)
+embeds int8 input codes and matches exactly too, its optional final float Softmax included. A
+model whose arena or weights exceed the RAM or flash of the real board a target stands for is
+refused before anything is written. Each target is described by targets/<name>/target.json (see targets/README.md).
 """
 from __future__ import annotations
 
@@ -67,23 +68,46 @@ def load_target(name: str) -> Target:
     return Target(name, path.parent, json.loads(path.read_text()))
 
 
-def check_fit(report: dict, t: Target) -> None:
-    """Refuses a model whose arena (plus the stack) or weights exceed the real board."""
-    b = t.board
+def check_fit(report: dict, t: Target, emulator: bool = False) -> None:
+    """Refuses a model whose arena (plus the stack) or weights exceed the real board, or with
+    `emulator`, the machine QEMU emulates (the cortex-m0plus microbit has only 16 KiB of RAM)."""
+    mem = t.qemu if emulator else t.board
+    where = f"the QEMU {t.qemu['command'][2]} machine" if emulator else f"the {t.board['name']}"
     ram = report["arena_bytes"] + t.stack_bytes
-    if ram > b["ram_bytes"]:
+    if ram > mem["ram_bytes"]:
         raise DoesNotFit(f"model {report['model']} needs {ram:,} B of RAM (arena {report['arena_bytes']:,} B "
-                         f"+ stack {t.stack_bytes:,} B) but the {b['name']} ({t.name}) has "
-                         f"{b['ram_bytes']:,} B")
-    if report["weights_bytes"] > b["flash_bytes"]:
-        raise DoesNotFit(f"model {report['model']} has {report['weights_bytes']:,} B of weights but the "
-                         f"{b['name']} ({t.name}) has {b['flash_bytes']:,} B of flash")
+                         f"+ stack {t.stack_bytes:,} B) but {where} ({t.name}) has "
+                         f"{mem['ram_bytes']:,} B")
+    if report["weights_bytes"] > mem["flash_bytes"]:
+        raise DoesNotFit(f"model {report['model']} has {report['weights_bytes']:,} B of weights but "
+                         f"{where} ({t.name}) has {mem['flash_bytes']:,} B of flash")
 
 
 def default_samples(inputs: list[dict], n: int = 1, seed: int = 0) -> list[dict]:
+    """Seeded test inputs in the project's own types: standard normal floats; for an int8 input,
+    codes drawn uniformly over [-128, 127], which is exactly the calibrated input range."""
     rng = np.random.default_rng(seed)
-    return [{t["name"]: rng.standard_normal(t["shape"]).astype(np.float32) for t in inputs}
+    return [{t["name"]: rng.integers(-128, 128, t["shape"]).astype(np.int8) if t["dtype"] == "int8"
+             else rng.standard_normal(t["shape"]).astype(np.float32) for t in inputs}
             for _ in range(n)]
+
+
+def project_samples(report: dict, samples: list[dict] | None, n: int = 1) -> list[dict]:
+    """The inputs the firmware embeds: `samples` (float data; quantized with the project's input
+    scales when the input is int8, unless already int8), or default_samples()."""
+    if samples is None:
+        return default_samples(report["inputs"], n)
+    from .quant.fixed_point import quantize_float
+    out = []
+    for s in samples:
+        one = {}
+        for t in report["inputs"]:
+            a = np.asarray(s[t["name"]])
+            if t["dtype"] == "int8" and a.dtype != np.int8:
+                a = quantize_float(a.astype(np.float32), t["scale"], t["zero_point"])
+            one[t["name"]] = np.asarray(a, t["dtype"]).reshape(t["shape"])
+        out.append(one)
+    return out
 
 
 def host_outputs(files: dict[str, bytes], report: dict, samples: list[dict]) -> list[dict]:
@@ -103,18 +127,22 @@ def main_c(res: Compiled, files: dict[str, bytes], samples: list[dict], target: 
     """The test harness main.c with `samples` and their host outputs embedded, and the bytes of
     those test vectors. It also builds on the host (stdio instead of semihosting), for `nncc bench`."""
     report = res.report
-    if any(io["dtype"] != "float32" for io in report["inputs"] + report["outputs"]):
-        raise UsageError("the test firmware (--target, nncc bench) handles float32 models only for now")
+    bad = [io for io in report["inputs"] + report["outputs"] if io["dtype"] not in ("float32", "int8")]
+    if bad:
+        raise UsageError(f"the test firmware (--target, nncc bench) handles float32 and int8 inputs and "
+                         f"outputs, not {bad[0]['dtype']} ({bad[0]['name']!r})")
     expected = host_outputs(files, report, samples)
     env = make_env()
     env.filters["comment"] = comment_text
     ios = [{**io, "size": int(np.prod(io["shape"]))} for io in report["inputs"] + report["outputs"]]
     ins, outs = ios[:len(report["inputs"])], ios[len(report["inputs"]):]
-    embedded = [{"inputs": [np.asarray(s[io["name"]], np.float32) for io in ins],
+    embedded = [{"inputs": [np.asarray(s[io["name"]], io["dtype"]) for io in ins],
                  "outputs": [e[io["name"]] for io in outs]} for s, e in zip(samples, expected)]
     text = env.get_template("firmware/main.c.j2").render(
         model=report["model"], prefix=report["model"], target=target, inputs=ins, outputs=outs,
-        samples=embedded)
+        samples=embedded, int8=report.get("precision") == "int8",
+        has_float=any(io["dtype"] == "float32" for io in outs),
+        has_int8=any(io["dtype"] == "int8" for io in outs))
     return text.encode(), sum(a.nbytes for s in embedded for a in s["inputs"] + s["outputs"])
 
 
@@ -216,24 +244,34 @@ def parse_outputs(text: str, report: dict) -> list[dict]:
         for j, io in enumerate(report["outputs"]):
             chunks = words.get((s, j), {})
             flat = [w for i in sorted(chunks) for w in chunks[i]]
-            got[io["name"]] = np.array(flat, np.uint32).view(np.float32).reshape(io["shape"]) \
-                if len(flat) == int(np.prod(io["shape"])) else None
+            if len(flat) != int(np.prod(io["shape"])):
+                got[io["name"]] = None
+                continue
+            words32 = np.array(flat, np.uint32)  # int8 values come sign-extended
+            vals = words32.view(np.int32).astype(np.int8) if io["dtype"] == "int8" else words32.view(np.float32)
+            got[io["name"]] = vals.reshape(io["shape"])
         outs.append(got)
     return outs
 
 
 def compile_firmware(model_path, out_dir, target: str, samples: list[dict] | None = None,
                      build_elf: bool = True, check: bool = True, n_samples: int = 1,
-                     **compile_args) -> Compiled:
-    """`nncc compile --target`: the project, and (when the toolchain is installed) its ELF and sizes."""
+                     check_emulator: bool = False, **compile_args) -> Compiled:
+    """`nncc compile --target`: the project, and (when the toolchain is installed) its ELF and sizes.
+    `check_emulator`: also refuse what will not fit the QEMU machine (to run it there)."""
     t = load_target(target)
 
     def extra(res: Compiled, files: dict[str, bytes]) -> dict:
         if check:
             check_fit(res.report, t)
-        return firmware_files(res, files, t, samples or default_samples(res.report["inputs"], n_samples))
+        if check_emulator:
+            check_fit(res.report, t, emulator=True)
+        embedded.extend(project_samples(res.report, samples, n_samples))
+        return firmware_files(res, files, t, embedded)
 
+    embedded: list[dict] = []
     res = compile_model(model_path, out_dir, target=t.name, extra_files=extra, **compile_args)
+    res.test_samples = embedded  # the inputs main.c embeds, in the project's input types
     if build_elf and not t.missing_tools():
         res.report = add_sizes(res.out_dir, build(res.out_dir, t), t)
     return res
@@ -245,12 +283,10 @@ def run_on_target(model_path, samples: list[dict] | None, target: str, project: 
     t = load_target(target)
     n = 3  # as many seeded random samples as the host's `nncc validate`
     res = compile_firmware(model_path, project, target, samples, build_elf=False, check=False,
-                           n_samples=n, **compile_args)
+                           n_samples=n, check_emulator=True, **compile_args)
     build(res.out_dir, t)
     res.report = add_sizes(res.out_dir, res.out_dir / f"{res.report['model']}.elf", t)
-    if samples is None:
-        samples = default_samples(res.report["inputs"], n)
-    return res, samples, run(res.out_dir, res.report)
+    return res, res.test_samples, run(res.out_dir, res.report)
 
 
 def summary(res: Compiled) -> str:
@@ -269,9 +305,9 @@ def summary(res: Compiled) -> str:
 def validate_on_target(model_path, samples, rtol: float, atol: float, use_ort: bool, target: str,
                        **compile_args):
     """`nncc validate --target`: the outputs from QEMU against the host build of the same C (must
-    be equal bit for bit), the numpy reference and onnxruntime (within rtol/atol)."""
-    from .reference import run_reference
-    from .validate import Validation, compare, onnxruntime_outputs
+    be equal bit for bit), the numpy reference and onnxruntime (within rtol/atol; for an int8
+    build the integer reference, exactly, and no onnxruntime)."""
+    from .validate import Validation, oracle_rows
     with tempfile.TemporaryDirectory(prefix="nncc-validate-") as tmp:
         res, samples, rr = run_on_target(model_path, samples, target, Path(tmp) / "proj", **compile_args)
         from .host import HostModel
@@ -286,12 +322,6 @@ def validate_on_target(model_path, samples, rtol: float, atol: float, use_ort: b
                          f"all outputs: {tail}")
     rows = []
     for i, (s, got) in enumerate(zip(samples, rr.outputs)):
-        oracles = {"host C (exact)": (expected[i], 0.0, 0.0),
-                   "reference": (run_reference(res.graph, s), rtol, atol)}
-        ort_out = onnxruntime_outputs(model_path, s) if use_ort else None
-        if ort_out is not None:
-            oracles["onnxruntime"] = (ort_out, rtol, atol)
-        for oname, (want, rt, at) in oracles.items():
-            for t in res.report["outputs"]:
-                rows.append([i, t["name"], oname, compare(got[t["name"]], want[t["name"]], rt, at)])
+        rows += oracle_rows(i, res, model_path, s, got, rtol, atol, use_ort,
+                            {"host C (exact)": (expected[i], 0.0, 0.0)})
     return Validation(rows, all(r[3].ok for r in rows) and rr.status == 0)

@@ -66,29 +66,44 @@ class Validation:
     ok: bool
 
 
+def oracle_rows(i: int, res, model_path, sample: dict, got: dict, rtol: float, atol: float,
+                use_ort: bool, extra: dict | None = None) -> list:
+    """Rows [sample, output, oracle, Metrics] of one sample's outputs against the oracles: `extra`
+    ({name: (outputs, rtol, atol)}), the numpy reference and onnxruntime. In an int8 build the
+    reference is the integer one and int8 outputs must equal it exactly (a float Softmax tail
+    within rtol/atol); onnxruntime runs the float model, no oracle for int8 codes."""
+    int8 = res.report.get("precision") == "int8"
+    oracles = dict(extra or {})
+    oracles["reference (integer)" if int8 else "reference"] = (run_reference(res.graph, sample), rtol, atol)
+    ort_out = onnxruntime_outputs(model_path, sample) if use_ort and not int8 else None
+    if ort_out is not None:
+        oracles["onnxruntime"] = (ort_out, rtol, atol)
+    rows = []
+    for oname, (want, rt, at) in oracles.items():
+        for t in res.report["outputs"]:
+            r, a = (0.0, 0.0) if t["dtype"] == "int8" else (rt, at)
+            g = got[t["name"]]
+            m = compare(g, want[t["name"]], r, a) if g is not None else Metrics(np.inf, np.inf, 0.0, False)
+            rows.append([i, t["name"], oname, m])
+    return rows
+
+
 def validate(model_path: str | Path, samples: list[dict] | None = None, rtol: float = 1e-4,
              atol: float = 1e-5, use_ort: bool = True, target: str = "host", **compile_args) -> Validation:
+    """Host: compile, run the C through cffi, compare (oracle_rows). int8 builds (compile_args
+    quant=...) run on int8 codes: `samples` quantized with the input scales, or random codes."""
     if target != "host":  # build the test firmware, run it in QEMU
         from .firmware import validate_on_target
         return validate_on_target(model_path, samples, rtol, atol, use_ort, target, **compile_args)
+    from .firmware import project_samples
     with tempfile.TemporaryDirectory(prefix="nncc-validate-") as tmp:
         res = compile_model(model_path, Path(tmp) / "proj", **compile_args)
-        report = res.report
-        host = HostModel(res.out_dir, report)
+        host = HostModel(res.out_dir, res.report)
         try:
-            samples = samples or random_samples(report["inputs"])
+            samples = project_samples(res.report, samples, 3)
             rows = []
             for i, s in enumerate(samples):
-                got = host.run(s)
-                oracles = {"reference": run_reference(res.graph, s)}
-                if use_ort:
-                    ort_out = onnxruntime_outputs(model_path, s)
-                    if ort_out is not None:
-                        oracles["onnxruntime"] = ort_out
-                for oname, want in oracles.items():
-                    for t in report["outputs"]:
-                        rows.append([i, t["name"], oname,
-                                     compare(got[t["name"]], want[t["name"]], rtol, atol)])
+                rows += oracle_rows(i, res, model_path, s, host.run(s), rtol, atol, use_ort)
         finally:
             host.close()
     return Validation(rows, all(r[3].ok for r in rows))

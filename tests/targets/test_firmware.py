@@ -1,14 +1,17 @@
 """Test firmware for MCU targets (nncc/firmware.py): build with the cross compiler, run in QEMU, and
 check that every output equals the host build of the same C bit for bit (both sides use
 -ffp-contract=off). Also: target descriptions agree with their linker scripts, models too big for
-the real board are refused, and the CLI's --target paths. Build+run tests skip, with the apt
-line in the reason, when a cross compiler or QEMU is missing."""
+the real board are refused, and the CLI's --target paths. int8 builds (KWS with its float
+Softmax tail, AD, LeNet-5) run on cortex-m4/m0plus/m33 and rv32imac and equal the host build
+exactly. Build+run tests skip, with the apt line in the reason, when a cross compiler or QEMU is
+missing."""
 from __future__ import annotations
 
 import json
 import re
 
 import numpy as np
+import onnx
 import pytest
 from onnx import helper
 
@@ -17,6 +20,7 @@ from nncc.bench import bench
 from nncc.cli import main
 from nncc.errors import DoesNotFit, UsageError
 from nncc.host import HostModel
+from nncc.quant.quantize import QuantOptions
 from tests.util import FIXTURES, MLPERF, have, make_model, save
 
 pytestmark = pytest.mark.cross
@@ -127,7 +131,7 @@ def test_unknown_target(tmp_path):
 
 
 @pytest.mark.parametrize("model,target,what", [
-    ("mlperf_kws_dscnn.onnx", "rv32imafc", r"68,096 B of RAM .* has 65,536 B"),
+    ("mlperf_ic_resnet8.onnx", "rv32imafc", r"135,168 B of RAM .* has 65,536 B"),
     ("mlperf_ad_fcae.onnx", "cortex-m33", r"1,063,456 B of weights .* has 524,288 B of flash"),
 ])
 def test_too_big_is_refused(tmp_path, model, target, what):
@@ -163,3 +167,89 @@ def test_bench(tmp_path, target):
     # A MAC costs at least a multiply and an add; soft float (rv32imac) costs far more.
     assert 2 * b.macs < b.instructions < (400 if target == "rv32imac" else 60) * b.macs
     assert b.instructions == bench(conv_relu(tmp_path), target).instructions  # deterministic
+
+
+# int8 builds: name -> (model file, input shape, input range). MLPerf ranges from
+# tests/fixtures/mlperf_tiny/LICENSE.md; LeNet-5 takes images in [0, 1].
+INT8_MODELS = {
+    "kws": (MLPERF / "mlperf_kws_dscnn.onnx", (1, 1, 49, 10), (-123.0, 26.0)),
+    "ad": (MLPERF / "mlperf_ad_fcae.onnx", (1, 640), (-85.0, 15.0)),
+    "lenet5": (FIXTURES / "zoo" / "lenet5_bn.onnx", (1, 1, 28, 28), (0.0, 1.0)),
+}
+INT8_TARGETS = ["cortex-m4", "cortex-m0plus", "cortex-m33", "rv32imac"]
+
+
+def int8_data(name: str, n: int, seed: int) -> list[dict]:
+    """Uniform draws over the model's input range (float; the firmware quantizes them)."""
+    path, shape, (lo, hi) = INT8_MODELS[name]
+    iname = onnx.load(str(path)).graph.input[0].name
+    rng = np.random.default_rng(seed)
+    return [{iname: rng.uniform(lo, hi, shape).astype(np.float32)} for _ in range(n)]
+
+
+def int8_quant(name: str) -> QuantOptions:
+    return QuantOptions(samples=int8_data(name, 4, 0))
+
+
+def fits(report: dict, mem: dict, t: firmware.Target) -> bool:
+    return (report["arena_bytes"] + t.stack_bytes <= mem["ram_bytes"]
+            and report["weights_bytes"] <= mem["flash_bytes"])
+
+
+@pytest.mark.parametrize("target", INT8_TARGETS)
+@pytest.mark.parametrize("name", sorted(INT8_MODELS))
+def test_int8_matches_host_exactly(tmp_path, name, target):
+    """QEMU output == the host build's output, every int8 code (and the float Softmax of KWS)
+    equal; where the model exceeds the board or the emulated machine, the exact refusal."""
+    t = need(target)
+    path = INT8_MODELS[name][0]
+    quant, samples = int8_quant(name), int8_data(name, 2, 1)
+    rep = firmware.compile_firmware(path, tmp_path / "probe", target, samples, build_elf=False,
+                                    check=False, quant=quant).report
+    assert rep["precision"] == "int8" and rep["inputs"][0]["dtype"] == "int8"
+    if not fits(rep, t.board, t):  # AD int8 on cortex-m0plus: 279,240 B of weights > 256 KiB
+        with pytest.raises(DoesNotFit, match=r"B of (weights|RAM) .* \(" + target):
+            firmware.compile_firmware(path, tmp_path / "p", target, samples, quant=quant)
+        return
+    if not fits(rep, t.qemu, t):  # KWS int8 on the 16 KiB microbit (the 32 KiB SAMD21 fits)
+        with pytest.raises(DoesNotFit, match=rf"QEMU {t.qemu['command'][2]} machine"):
+            firmware.run_on_target(path, samples, target, tmp_path / "p", quant=quant)
+        return
+    res, embedded, rr = firmware.run_on_target(path, samples, target, tmp_path / "p", quant=quant)
+    assert rr.status == 0 and "nncc: OK" in rr.stdout, rr.stdout[-2000:]
+    host = HostModel(res.out_dir, res.report)  # a fresh host build, independent of main.c
+    try:
+        for s, got in zip(embedded, rr.outputs, strict=True):
+            assert s[rep["inputs"][0]["name"]].dtype == np.int8
+            want = host.run(s)
+            for o in res.report["outputs"]:
+                assert got[o["name"]] is not None and got[o["name"]].dtype == np.dtype(o["dtype"])
+                assert got[o["name"]].tobytes() == want[o["name"]].tobytes(), o["name"]
+    finally:
+        host.close()
+    assert len(rr.outputs) == 2
+    if name == "kws":  # its final Softmax runs in float: bit-exact too
+        assert res.report["outputs"][0]["dtype"] == "float32"
+
+
+def test_int8_cli(tmp_path, capsys):
+    """`nncc compile|validate|bench --target ... --quantize int8 --calib C.npz`."""
+    need("cortex-m4")
+    model = str(conv_relu(tmp_path))
+    rng = np.random.default_rng(0)
+    np.savez(tmp_path / "calib.npz", x=rng.standard_normal((4, 1, 3, 9, 9)).astype(np.float32))
+    q = ["--quantize", "int8", "--calib", str(tmp_path / "calib.npz")]
+    assert main(["compile", model, "-o", str(tmp_path / "fw"), "--target", "cortex-m4", *q]) == 0
+    assert "ELF flash" in capsys.readouterr().out
+    main_c = (tmp_path / "fw" / "main.c").read_text()
+    assert "static const int8_t in0" in main_c and "check_i8" in main_c and "put_float" not in main_c
+    assert firmware.run(tmp_path / "fw", json.loads((tmp_path / "fw" / "report.json").read_text())).status == 0
+    assert main(["validate", model, "--target", "cortex-m4", *q]) == 0
+    text = capsys.readouterr().out
+    assert "host C (exact)" in text and "reference (integer)" in text and "PASS" in text
+    assert main(["validate", model, *q]) == 0  # the host path handles int8 too
+    assert main(["bench", model, "--target", "cortex-m4", *q]) == 0
+    assert "instructions per MAC" in capsys.readouterr().out
+    qo = QuantOptions(samples=[{"x": rng.standard_normal((1, 3, 9, 9)).astype(np.float32)} for _ in range(3)])
+    b = bench(model, "cortex-m4", quant=qo)
+    assert b.macs > 0 and b.instructions == bench(model, "cortex-m4", quant=qo).instructions  # deterministic

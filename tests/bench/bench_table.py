@@ -1,0 +1,233 @@
+"""`make bench`: writes tests/bench/RESULTS.md, the benchmark table of the MLPerf Tiny models.
+
+(a) each model x target x float/int8: ELF sizes (flash, code, RAM) of the test firmware, the arena,
+and instructions per inference and per MAC (`nncc bench`: QEMU TCG plugin on MCU targets,
+callgrind on the host); (b) host instructions at -O0 vs -O2 for the zoo and MLPerf models; (c) the
+arena against TFLite Micro's. int8 builds calibrate on a few seeded uniform draws over each
+model's documented input range (tests/fixtures/mlperf_tiny/LICENSE.md). Every count is exact and
+repeatable. Not a test (no test_ prefix): run `make bench` or `python tests/bench/bench_table.py`.
+"""
+from __future__ import annotations
+
+import argparse
+import datetime
+import shutil
+import subprocess
+import sys
+import tempfile
+import time
+from concurrent.futures import ProcessPoolExecutor
+from pathlib import Path
+
+import numpy as np
+import onnx
+
+ROOT = Path(__file__).resolve().parents[2]
+sys.path.insert(0, str(ROOT))
+
+from nncc import firmware
+from nncc.bench import bench
+from nncc.compiler import compile_model
+from nncc.errors import DoesNotFit
+from nncc.quant.quantize import QuantOptions
+
+MLPERF = ROOT / "tests" / "fixtures" / "mlperf_tiny"
+ZOO = ROOT / "tests" / "fixtures" / "zoo"
+# name: (file, documented input range); TFLite Micro arenas (float, int8) from the models' README.
+MODELS = {
+    "KWS": ("mlperf_kws_dscnn.onnx", (-123.0, 26.0), 64000, 16000),
+    "VWW": ("mlperf_vww_mbv1_025.onnx", (0.0, 1.0), 294912, 73728),
+    "IC": ("mlperf_ic_resnet8.onnx", (0.0, 255.0), 196608, 49152),
+    "AD": ("mlperf_ad_fcae.onnx", (-85.0, 15.0), 3072, 768),
+}
+TARGETS = {"float32": ["host", "cortex-m4", "cortex-m7", "rv32imac"],
+           "int8": ["host", "cortex-m4", "cortex-m7", "rv32imac", "cortex-m0plus", "cortex-m33"]}
+N_CALIB = 4
+
+
+def calib(model: str) -> QuantOptions:
+    file, (lo, hi), _, _ = MODELS[model]
+    inp = onnx.load(str(MLPERF / file)).graph.input[0]
+    shape = [d.dim_value for d in inp.type.tensor_type.shape.dim]
+    rng = np.random.default_rng(0)
+    return QuantOptions(samples=[{inp.name: rng.uniform(lo, hi, shape).astype(np.float32)}
+                                 for _ in range(N_CALIB)])
+
+
+def quant_kw(model: str, precision: str) -> dict:
+    return {"quant": calib(model)} if precision == "int8" else {}
+
+
+def short(e: Exception) -> str:
+    return " ".join(str(e).split()).replace("|", "/")
+
+
+def cell_row(model: str, precision: str, target: str, skip: set) -> dict:
+    """One row of table (a); every value a string."""
+    path, kw = MLPERF / MODELS[model][0], quant_kw(model, precision)
+    row = {k: "-" for k in ("flash", "code", "ram", "arena", "insns", "per_mac")}
+    with tempfile.TemporaryDirectory(prefix="nncc-benchtab-") as tmp:
+        if target == "host":
+            rep = compile_model(path, Path(tmp) / "p", **kw).report
+        else:
+            t = firmware.load_target(target)
+            if t.missing_tools():
+                return {**row, "flash": f"not measured: {', '.join(t.missing_tools())} not installed"}
+            try:
+                res = firmware.compile_firmware(path, Path(tmp) / "p", target, build_elf=False, **kw)
+            except DoesNotFit as e:
+                return {**row, "flash": f"does not fit: {short(e)}"}
+            rep = res.report
+            # Sizes of the board image (same sections as the QEMU one, the board's memory map):
+            # measurable also where only the emulated machine is too small.
+            board_elf = f"{rep['model']}_board.elf"
+            firmware.build(res.out_dir, t, board_elf)
+            rep = firmware.add_sizes(res.out_dir, res.out_dir / board_elf, t)
+            row.update(flash=f"{rep['flash_bytes']:,}", code=f"{rep['code_bytes']:,}",
+                       ram=f"{rep['ram_bytes']:,}")
+        row["arena"] = f"{rep['arena_bytes']:,}"
+    if (model, target) in skip:
+        row["insns"] = "skipped (see notes)"
+        return row
+    try:
+        b = bench(path, target, **kw)
+    except DoesNotFit as e:
+        row["insns"] = f"does not fit: {short(e)}"
+        return row
+    row.update(insns=f"{b.instructions:,}", per_mac=f"{b.per_mac:.2f}")
+    return row
+
+
+def guarded(fn, *args):
+    """fn(*args), or the error as text: one broken cell must not lose a 15-minute table."""
+    try:
+        return fn(*args), None
+    except Exception as e:  # noqa: BLE001 -- reported in the table and the exit status
+        return None, f"error: {type(e).__name__}: {short(e)[:300]}"
+
+
+def opt_row(path: Path) -> list[str]:
+    i0, i2 = (bench(path, "host", opt_level=o).instructions for o in (0, 2))
+    return [path.stem, f"{i0:,}", f"{i2:,}", f"{i0 / i2:.2f}"]
+
+
+def arena_row(model: str) -> list[str]:
+    file, _, tfl_f, tfl_q = MODELS[model]
+    out = [model]
+    with tempfile.TemporaryDirectory(prefix="nncc-benchtab-") as tmp:
+        for precision, tfl in (("float32", tfl_f), ("int8", tfl_q)):
+            r = compile_model(MLPERF / file, Path(tmp) / precision, **quant_kw(model, precision)).report
+            out += [f"{r['arena_bytes']:,}", f"{r['arena_lower_bound_bytes']:,}", f"{tfl:,}",
+                    f"{r['arena_bytes'] / tfl:.3f}"]
+    return out
+
+
+def versions() -> list[str]:
+    def first(cmd):
+        try:
+            return subprocess.run(cmd, check=False, capture_output=True, text=True).stdout.splitlines()[0]
+        except (OSError, IndexError):
+            return "not installed"
+    return [f"host: `{first(['gcc', '--version'])}`", f"`{first(['arm-none-eabi-gcc', '--version'])}`",
+            f"`{first(['riscv64-unknown-elf-gcc', '--version'])}`",
+            f"`{first(['qemu-system-arm', '--version'])}`", f"`{first(['valgrind', '--version'])}`"]
+
+
+def md_table(head: list[str], rows: list[list[str]], left: int = 1) -> str:
+    """A markdown table: the first `left` columns are labels, the others right-aligned numbers."""
+    rule = "|" + "|".join("---" if i < left else "---:" for i in range(len(head))) + "|"
+    lines = ["| " + " | ".join(head) + " |", rule]
+    return "\n".join(lines + ["| " + " | ".join(r) + " |" for r in rows])
+
+
+def main() -> int:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("-o", "--output", default=str(ROOT / "tests" / "bench" / "RESULTS.md"))
+    ap.add_argument("-j", "--jobs", type=int, default=2)
+    ap.add_argument("--skip", action="append", default=[], metavar="MODEL:TARGET",
+                    help="leave out the instruction count of one model on one target (slow ones)")
+    ap.add_argument("--models", default=",".join(MODELS), help="a subset, for a quick look")
+    a = ap.parse_args()
+    skip = {tuple(s.split(":")) for s in a.skip}
+    models = a.models.split(",")
+    if shutil.which("valgrind") is None:
+        ap.error("needs valgrind for the host counts (apt-get install valgrind)")
+    t0 = time.time()
+    cells = [(m, p, t) for m in models for p in TARGETS for t in TARGETS[p]]
+    zoo = sorted(ZOO.glob("*.onnx")) + [MLPERF / MODELS[m][0] for m in models]
+    with ProcessPoolExecutor(a.jobs) as pool:
+        fa = [pool.submit(guarded, cell_row, m, p, t, skip) for m, p, t in cells]
+        fb = [pool.submit(guarded, opt_row, path) for path in zoo]
+        fc = [pool.submit(guarded, arena_row, m) for m in models]
+        rows_a, errors = [], 0
+        for (m, p, t), f in zip(cells, fa):
+            r, err = f.result()
+            r = r or {k: err if k == "flash" else "-" for k in ("flash", "code", "ram", "arena", "insns", "per_mac")}
+            print(f"[{time.time() - t0:6.0f} s] {m} {p} {t}: {err or r['insns']}", file=sys.stderr)
+            rows_a.append([m, p, t, r["flash"], r["code"], r["ram"], r["arena"], r["insns"], r["per_mac"]])
+            errors += err is not None
+        rows_b, rows_c = [], []
+        for rows, futures, names, width in ((rows_b, fb, [z.stem for z in zoo], 4),
+                                             (rows_c, fc, models, 9)):
+            for name, f in zip(names, futures):
+                r, err = f.result()
+                if err:
+                    print(f"{name}: {err}", file=sys.stderr)
+                rows.append(r or [name, err] + ["-"] * (width - 2))
+                errors += err is not None
+    minutes = (time.time() - t0) / 60
+    text = render(rows_a, rows_b, rows_c, skip, minutes)
+    Path(a.output).write_text(text)
+    print(f"wrote {a.output} in {minutes:.1f} min; {errors} error(s)", file=sys.stderr)
+    return 1 if errors else 0
+
+
+def render(rows_a, rows_b, rows_c, skip, minutes) -> str:
+    skipped = ", ".join(f"{m} on {t}" for m, t in sorted(skip)) or "none"
+    return f"""# Benchmark results (`make bench`)
+
+Written by `tests/bench/bench_table.py` on {datetime.date.today().isoformat()} in {minutes:.1f} minutes.
+Toolchains: {"; ".join(versions())}.
+
+All counts are exact and deterministic (the same build gives the same count): **instructions
+executed, not cycles**. MCU targets: the test firmware built with `-O2 -ffp-contract=off`, run in
+QEMU with the TCG plugin `targets/common/qemu_plugin/insn_marks.c` (no pipeline, caches or flash
+wait states are modelled). Host: the same `main.c` built with gcc `-O2`, counted by valgrind's
+callgrind inside `NAME_run()`. One inference on one seeded random input (int8: random int8 codes,
+i.e. uniform over the calibrated input range); MACs are those of each build's report (an int8
+build adds its input quantization). int8 builds calibrate on {N_CALIB} seeded uniform draws over
+each model's documented input range (`tests/fixtures/mlperf_tiny/LICENSE.md`); a final Softmax
+stays float in int8 builds (KWS, VWW, IC).
+
+## (a) MLPerf Tiny models x targets x float/int8
+
+flash = text + data of the ELF linked for the board the target stands for (targets/README.md),
+including the embedded test vectors; code = flash - weights - test vectors (kernels, startup,
+harness, libc/libgcc pieces); RAM = data + bss including the reserved stack; arena = the
+activation arena inside RAM. "does not fit" is the compile-time refusal (board) or, for the
+instruction count, the emulated machine (the cortex-m0plus QEMU microbit has 16 KiB of RAM; the
+SAMD21 board it stands for has 32 KiB). "-" = not applicable (no ELF on the host; cortex-m0plus
+and cortex-m33 are benchmarked int8 only). Instruction counts left out: {skipped}.
+
+{md_table(["model", "precision", "target", "flash B", "code B", "RAM B", "arena B", "instructions",
+           "instr/MAC"], rows_a, left=3)}
+
+## (b) Host instructions per inference, -O0 (no graph passes) vs -O2 (all passes)
+
+Float builds, gcc -O2 for the C in both cases; callgrind, `NAME_run()` inclusive.
+
+{md_table(["model", "-O0", "-O2", "-O0 / -O2"], rows_b)}
+
+## (c) Arena vs TFLite Micro
+
+TFLite Micro: the activation arena its planner reaches ("head", excluding persistent data; from
+`pip tflite-micro`, host build, reference kernels). nncc: `arena_bytes` and
+`arena_lower_bound_bytes` of report.json (-O2, 4-byte alignment); ratio = nncc / TFLite Micro.
+
+{md_table(["model", "float arena", "float lower bound", "float TFLM", "ratio", "int8 arena",
+           "int8 lower bound", "int8 TFLM", "ratio"], rows_c)}
+"""
+
+
+if __name__ == "__main__":
+    sys.exit(main())
