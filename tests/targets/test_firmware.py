@@ -146,7 +146,7 @@ def test_cli_compile_and_validate(tmp_path, capsys):
     out = tmp_path / "fw"
     assert main(["compile", model, "-o", str(out), "--target", "cortex-m4"]) == 0
     text = capsys.readouterr().out
-    assert "STM32F429I-DISC1" in text and "ELF flash" in text
+    assert "NUCLEO-L4R5ZI" in text and "ELF flash" in text
     files = set((out / ".nncc-files").read_text().split())
     assert {"main.c", "startup.c", "sections.ld", "qemu.ld", "board.ld", "Makefile"} <= files
     assert main(["compile", model, "-o", str(out), "--target", "cortex-m4", "--force"]) == 0
