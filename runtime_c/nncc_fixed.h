@@ -90,6 +90,23 @@ static inline int32_t nncc_div_round(int32_t n, int32_t d)
     return n >= 0 ? (n + d / 2) / d : -((-n + d / 2) / d);
 }
 
+/* n / d rounded to nearest, ties to even (d > 0): average pooling of imported QDQ models, as
+ * onnxruntime rounds. Floor division first, so no right shift or division of a negative value
+ * depends on the compiler. */
+static inline int32_t nncc_div_round_even(int32_t n, int32_t d)
+{
+    int32_t q = n / d;
+    int32_t r = n - q * d;
+    if (r < 0) { /* C truncates toward zero: make it floor */
+        q -= 1;
+        r += d;
+    }
+    if (2 * (int64_t)r > d || (2 * (int64_t)r == d && (q & 1) != 0)) {
+        q += 1;
+    }
+    return q;
+}
+
 /* float -> q = clamp(round(x / scale) + zp, lo, hi), ties away from zero, NaN -> zp. The float
  * operations are those of fixed_point.quantize_float, in the same order. */
 static inline int32_t nncc_quantize_f32(float x, float scale, int32_t zp, int32_t lo, int32_t hi)

@@ -11,6 +11,11 @@ is pure integer numpy, bit-exact with the C templates (templates/ops/*_q.c.j2):
   QMaxPool / QAveragePool (and the global forms): output scale = input scale, no requantization.
   QView: Reshape / Flatten / Squeeze / Unsqueeze of an integer tensor.
   Quantize / Dequantize: float32 <-> int8 where a float op (the output Softmax) takes over.
+Packed form (what nncc/quant/rewrite.py writes; imported QDQ models use the form above): the
+bias and the per-channel requantization of a QConv / QGemm share one int16 per output channel,
+p = (b << pack_bits) | k, so they cost 2 bytes per channel instead of 9. The bias is b * 2^bias_shift
+and the channel's weight scale is the layer's scale times 2^-k, so its requantization is the
+layer's (attribute `multiplier`, `shift_base`) with the shift moved by k (see unpack()).
 Accumulator bound: |x - x_zp| <= 255 and |w| <= 127, so K = C/group * kernel taps must stay
 below 2^31 / (255 * 127) = 66 311 -- checked in QConv/QGemm.infer.
 """
@@ -39,6 +44,31 @@ def requant(op: Op, acc: np.ndarray, mult, shift, axis: int) -> np.ndarray:
     return fp.requantize(acc, np.asarray(mult, np.int64).reshape(shape), shift, zp, lo, hi)
 
 
+PACK_ATTRS = ("pack_bits", "bias_shift", "multiplier", "shift_base")
+
+
+def unpack(op: Op, packed, n: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Packed int16 per channel (or None: all zero) -> (bias, multiplier, shift) int64 arrays of
+    the unpacked form. As the C does it: k = p & mask (two's complement), b = (p - k) / 2^bits
+    (exact), bias = b * 2^bias_shift; shift = shift_base - k for "fixed" (TFLite's sign: > 0
+    shifts left), shift_base + k for "shift" (> 0 shifts right)."""
+    p = np.zeros(n, np.int64) if packed is None else np.asarray(packed, np.int64).reshape(n)
+    bits, g = op.attr("pack_bits"), op.attr
+    k = p & ((1 << bits) - 1)
+    bias = ((p - k) >> bits) << g("bias_shift")
+    shift = g("shift_base") - k if g("scaling") == "fixed" else g("shift_base") + k
+    return bias, np.full(n, g("multiplier"), np.int64), shift
+
+
+def accumulate_requant(op: Op, acc: np.ndarray, b, mult, shift, n: int) -> np.ndarray:
+    """acc (channels on axis 1) + bias, requantized: either form (unpacked or packed)."""
+    if op.attr("pack_bits") is not None:
+        b, mult, shift = unpack(op, b, n)
+    if b is not None:
+        acc = acc + np.asarray(b, np.int64).reshape(1, -1, *([1] * (acc.ndim - 2)))
+    return requant(op, acc, mult, shift, 1)
+
+
 class _QMixin:
     """Attributes every requantizing kernel has; their context for the templates."""
 
@@ -48,16 +78,30 @@ class _QMixin:
                 raise self.refuse(f"missing attribute {a} (made only by nncc/quant/rewrite.py)")
         if self.attr("scaling") not in ("fixed", "shift"):
             raise self.refuse(f"scaling={self.attr('scaling')!r}")
+        if self.attr("pack_bits") is not None:
+            if any(self.attr(a) is None for a in PACK_ATTRS):
+                raise self.refuse(f"packed form needs attributes {', '.join(PACK_ATTRS)}")
+            if not 0 <= self.attr("pack_bits") <= 8 or not 0 <= self.attr("bias_shift") <= 30:
+                raise self.refuse(f"pack_bits={self.attr('pack_bits')}, "
+                                  f"bias_shift={self.attr('bias_shift')}")
+
+    def check_packed_input(self, p, n: int) -> None:
+        if self.attr("pack_bits") is not None and p is not None and (p.dtype != "int16" or p.size != n):
+            raise self.refuse(f"packed bias/shift input must be int16 x {n}, got {p.dtype} {p.shape}")
 
     def q_context(self) -> dict:
-        return {k: self.attr(k) for k in ("x_zero_point", "y_zero_point", "act_min", "act_max",
-                                          "scaling")}
+        ctx = {k: self.attr(k) for k in ("x_zero_point", "y_zero_point", "act_min", "act_max",
+                                         "scaling")}
+        ctx["packed"] = self.attr("pack_bits") is not None
+        ctx.update({k: self.attr(k) for k in PACK_ATTRS})
+        return ctx
 
 
 @register("QConv")
 class QConv(_QMixin, Conv):
     """Inputs: x int8, w int8 (M x C/group x k...), bias int32 (M), multiplier int32 (M) or ""
-    with scaling "shift", shift int8 (M; > 0 shifts right)."""
+    with scaling "shift", shift int8 (M; > 0 shifts right); packed form: x, w, packed int16 (M)
+    or "" (module docstring)."""
     template = "ops/conv_q.c.j2"
 
     def parse(self):
@@ -70,16 +114,15 @@ class QConv(_QMixin, Conv):
             raise self.refuse(f"QConv takes int8 x and w, got {x.dtype} and {w.dtype}")
         if int(np.prod(w.shape[1:])) > MAX_TERMS:
             raise self.refuse(f"{int(np.prod(w.shape[1:]))} terms per output overflow int32")
+        self.check_packed_input(b, w.shape[0])
         return [((x.shape[0], w.shape[0], *win.out_size), "int8")]
 
     def reference(self, x, w, b=None, mult=None, shift=None):
         win = self.geometry(TensorInfo("x", x.shape), TensorInfo("w", w.shape))
         acc = int_conv(x.astype(np.int64) - self.attr("x_zero_point"), w.astype(np.int64), win,
                        self.group)
-        if b is not None:
-            acc += b.astype(np.int64).reshape(1, -1, *([1] * win.rank))
         # Exact in int64; the C's int32 accumulator cannot overflow (MAX_TERMS), so they agree.
-        return [requant(self, acc, mult, shift, 1)]
+        return [accumulate_requant(self, acc, b, mult, shift, w.shape[0])]
 
     def context(self, ins, outs):
         ctx = super().context(ins, outs)
@@ -107,7 +150,8 @@ def int_conv(x, w, win: Window, group: int) -> np.ndarray:
 @register("QGemm")
 class QGemm(_QMixin, Op):
     """y (M x N) = requantize(bias + (a - a_zp) @ w^T): a int8 M x K, w int8 N x K (one row per
-    output channel), bias int32 (N) or "", multiplier int32 (N) or "", shift int8 (N)."""
+    output channel), bias int32 (N) or "", multiplier int32 (N) or "", shift int8 (N); packed
+    form: a, w, packed int16 (N) or ""."""
     template = "ops/gemm_q.c.j2"
     accepts_activation = True  # realised as the [act_min, act_max] clamp
 
@@ -119,13 +163,12 @@ class QGemm(_QMixin, Op):
             raise ShapeError(f"QGemm: a {a.shape}, w {w.shape}")
         if w.shape[1] > MAX_TERMS:
             raise self.refuse(f"K = {w.shape[1]} overflows the int32 accumulator")
+        self.check_packed_input(b, w.shape[0])
         return [((a.shape[0], w.shape[0]), "int8")]
 
     def reference(self, a, w, b=None, mult=None, shift=None):
         acc = (a.astype(np.int64) - self.attr("x_zero_point")) @ w.astype(np.int64).T
-        if b is not None:
-            acc += b.astype(np.int64)[None, :]
-        return [requant(self, acc, mult, shift, 1)]
+        return [accumulate_requant(self, acc, b, mult, shift, w.shape[0])]
 
     def macs(self, ins, outs):
         return ins[0].shape[0] * ins[1].shape[0] * ins[1].shape[1]
@@ -199,13 +242,16 @@ class _QPool:
             div = np.ones(win.out_size, np.int64)
             for i, c in enumerate(counts):
                 div = div * c.reshape([-1 if j == i else 1 for j in range(win.rank)])
-            y = fp.clamp(fp.div_round(total, div).astype(np.int64) + self.attr("x_zero_point"),
+            rnd = fp.div_round_even if self.attr("rounding") == "half_even" else fp.div_round
+            y = fp.clamp(rnd(total, div).astype(np.int64) + self.attr("x_zero_point"),
                          -128, 127)
         return [y.astype(np.int8).reshape(*x.shape[:2], *self.out_spatial(info, win))]
 
     def context(self, ins, outs):
         ctx = super().context(ins, outs)
         ctx["x_zero_point"] = self.attr("x_zero_point", 0)
+        # "half_even": ties to even, as onnxruntime (nncc/quant/import_qdq.py sets it)
+        ctx["div"] = "nncc_div_round_even" if self.attr("rounding") == "half_even" else "nncc_div_round"
         return ctx
 
 

@@ -112,6 +112,14 @@ def div_round(n, d) -> np.ndarray:
     return np.where(n >= 0, (n + d // 2) // d, -((-n + d // 2) // d)).astype(np.int32)
 
 
+def div_round_even(n, d) -> np.ndarray:
+    """n / d rounded to nearest, ties to even (d > 0), as C's nncc_div_round_even()."""
+    n, d = _i64(n), _i64(d)
+    q = np.floor_divide(n, d)
+    r2 = 2 * (n - q * d)
+    return (q + ((r2 > d) | ((r2 == d) & (q % 2 == 1)))).astype(np.int32)
+
+
 def clamp(x, lo: int, hi: int) -> np.ndarray:
     return np.clip(_i64(x), lo, hi)
 

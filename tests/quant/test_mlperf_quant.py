@@ -13,8 +13,8 @@ from tests.quant.qutil import accuracy, build, check_exact
 from tests.util import MLPERF
 
 MODELS = {"mlperf_kws_dscnn": ((1, 1, 49, 10), (-123.0, 26.0)), "mlperf_ad_fcae": ((1, 640), (-85.0, 15.0))}
-# Measured with these seeds (int8 output SQNR in dB, fixed / shift): KWS logits 32.7 / 28.7,
-# AD 37.4 / 33.7. Floors a few dB below.
+# Measured with these seeds (int8 output SQNR in dB, fixed / shift): KWS logits 29.6 / 28.7,
+# AD 37.0 / 32.0 (packed QConv / QGemm, mse observer). Floors a few dB below.
 MIN_SQNR = {("mlperf_kws_dscnn", "fixed"): 25, ("mlperf_kws_dscnn", "shift"): 22,
             ("mlperf_ad_fcae", "fixed"): 33, ("mlperf_ad_fcae", "shift"): 27}
 
@@ -46,8 +46,6 @@ def test_mlperf_int8(tmp_path, name, scaling):
     print(f"\n{name} {scaling}: SQNR {acc['sqnr_db']:.1f} dB, cosine {acc['cosine']:.5f}, "
           f"weights {res.report['weights_bytes']} B / float {fl} B = {ratio:.4f}")
     assert acc["sqnr_db"] > MIN_SQNR[name, scaling], acc
-    # int8 weights are 1/4 of float; int32 biases stay 4 bytes, plus 5 bytes of requantization
-    # (int32 multiplier + int8 shift; shift only: 1 byte) per output channel.
-    int8_floor = sum(t.size for t in res.graph.tensors.values() if t.is_const and t.dtype == "int8")
-    assert ratio <= 0.31
-    assert int8_floor <= 0.26 * fl
+    # int8 weights are 1/4 of float, plus 2 bytes per output channel (packed bias + scale
+    # exponent; tests/quant/test_weight_bytes.py).
+    assert ratio <= 0.26
