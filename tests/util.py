@@ -53,6 +53,16 @@ def save(model: onnx.ModelProto, tmp_path: Path, name: str = "model.onnx") -> Pa
     return p
 
 
+def conv_relu(tmp_path: Path) -> Path:
+    """A tiny Conv (pads, stride 2) + Relu model, the smoke test of many suites."""
+    rng = np.random.default_rng(0)
+    nodes = [helper.make_node("Conv", ["x", "W", "B"], ["c"], pads=[1, 1, 1, 1], strides=[2, 2]),
+             helper.make_node("Relu", ["c"], ["y"])]
+    inits = {"W": rng.standard_normal((4, 3, 3, 3)).astype(np.float32),
+             "B": rng.standard_normal(4).astype(np.float32)}
+    return save(make_model(nodes, [("x", (1, 3, 9, 9))], [("y", None)], inits), tmp_path, "convrelu.onnx")
+
+
 def random_inputs(report: dict, seed: int = 0, scale: float = 1.0) -> dict:
     rng = np.random.default_rng(seed)
     return {t["name"]: (scale * rng.standard_normal(t["shape"])).astype(np.float32)

@@ -12,18 +12,9 @@ import pytest
 from onnx import helper
 
 from nncc.compiler import compile_model
-from tests.util import CROSS, FIXTURES, cross_compile, have, make_model, save
+from tests.util import CROSS, FIXTURES, conv_relu, cross_compile, have, make_model, save
 
 pytestmark = pytest.mark.cross
-
-
-def conv_relu(tmp_path):
-    rng = np.random.default_rng(0)
-    nodes = [helper.make_node("Conv", ["x", "W", "B"], ["c"], pads=[1, 1, 1, 1], strides=[2, 2]),
-             helper.make_node("Relu", ["c"], ["y"])]
-    inits = {"W": rng.standard_normal((4, 3, 3, 3)).astype(np.float32),
-             "B": rng.standard_normal(4).astype(np.float32)}
-    return save(make_model(nodes, [("x", (1, 3, 9, 9))], [("y", None)], inits), tmp_path, "convrelu.onnx")
 
 
 def depthwise_names(tmp_path):

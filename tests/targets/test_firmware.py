@@ -21,18 +21,9 @@ from nncc.cli import main
 from nncc.errors import DoesNotFit, UsageError
 from nncc.host import HostModel
 from nncc.quant.quantize import QuantOptions
-from tests.util import FIXTURES, MLPERF, have, make_model, save
+from tests.util import FIXTURES, MLPERF, conv_relu, have, make_model, save
 
 pytestmark = pytest.mark.cross
-
-
-def conv_relu(tmp_path):
-    rng = np.random.default_rng(0)
-    nodes = [helper.make_node("Conv", ["x", "W", "B"], ["c"], pads=[1, 1, 1, 1], strides=[2, 2]),
-             helper.make_node("Relu", ["c"], ["y"])]
-    inits = {"W": rng.standard_normal((4, 3, 3, 3)).astype(np.float32),
-             "B": rng.standard_normal(4).astype(np.float32)}
-    return save(make_model(nodes, [("x", (1, 3, 9, 9))], [("y", None)], inits), tmp_path, "convrelu.onnx")
 
 
 def residual(tmp_path):
