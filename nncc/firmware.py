@@ -70,7 +70,7 @@ def load_target(name: str) -> Target:
 
 def check_fit(report: dict, t: Target, emulator: bool = False) -> None:
     """Refuses a model whose arena (plus the stack) or weights exceed the real board, or with
-    `emulator`, the machine QEMU emulates (the cortex-m0plus microbit has only 16 KiB of RAM)."""
+    `emulator`, the machine QEMU emulates."""
     mem = t.qemu if emulator else t.board
     where = f"the QEMU {t.qemu['command'][2]} machine" if emulator else f"the {t.board['name']}"
     ram = report["arena_bytes"] + t.stack_bytes
