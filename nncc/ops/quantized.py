@@ -6,7 +6,8 @@ Everything an integer kernel needs is in its attributes and constant inputs, so 
 is pure integer numpy, bit-exact with the C templates (templates/ops/*_q.c.j2):
   QConv / QGemm: acc = bias + sum((x - x_zp) * w) in int32; y = requantize(acc) per channel,
     either (multiplier, shift) (`scaling` "fixed") or a shift alone ("shift"), plus y_zp,
-    clamped to [act_min, act_max] -- a fused ReLU / ReLU6 is this clamp.
+    clamped to [act_min, act_max] -- a fused ReLU / ReLU6 is this clamp. QConv has Conv's
+    in-place variants (dw_inplace, pw_inplace), with an int8 workspace: same numbers, less RAM.
   QAdd: TFLite's int8 Add (both operands rescaled to a common fixed-point scale).
   QMaxPool / QAveragePool (and the global forms): output scale = input scale, no requantization.
   QView: Reshape / Flatten / Squeeze / Unsqueeze of an integer tensor.
@@ -128,6 +129,25 @@ class QConv(_QMixin, Conv):
         ctx = super().context(ins, outs)
         ctx.update(self.q_context())
         return ctx
+
+    def inplace_kernel(self, ins, outs) -> tuple[int, str] | None:
+        """Conv's two variants writing y over x (nncc/ops/conv.py), in conv_q.c.j2: each output
+        is computed in int32 and requantized into an int8 workspace, then copied over x."""
+        x, w, y = ins[0], ins[1], outs[0]
+        if self.residual or tuple(x.shape) != tuple(y.shape) or x.dtype != y.dtype:
+            return None
+        win = self.geometry(x, w)
+        c, m = x.shape[1], w.shape[0]
+        if self.group == c == m:
+            return 0, "dw_inplace"
+        unit = all(v == 1 for v in win.kernel + win.strides) and not any(win.pads_begin + win.pads_end)
+        return (0, "pw_inplace") if self.group == 1 and c == m and unit else None
+
+    def workspace_bytes(self, ins, outs, kernel="direct"):
+        y = outs[0]  # int8: one byte per element
+        if kernel == "dw_inplace":
+            return int(np.prod(y.shape[2:]))  # one output plane
+        return y.shape[1] if kernel == "pw_inplace" else 0  # one pixel's output channels
 
 
 def int_conv(x, w, win: Window, group: int) -> np.ndarray:
