@@ -54,4 +54,74 @@ static inline float nncc_expf(float x)
     return y * scale.f;
 }
 
+/* Shared float micro-kernels: one copy serves every layer (the kernels around them have their
+ * shapes baked in, which would multiply the code of these hot loops by the number of layers).
+ * `unused`: a model that calls none does not warn; noinline: one copy, not one per call. */
+#if defined(__GNUC__)
+#define NNCC_KERNEL static __attribute__((unused, noinline))
+#else
+#define NNCC_KERNEL static
+#endif
+
+/* acc[j] += sum over i < n, in order, of x[i * xs] * w[j * wj + i], for j < 4: four dot
+ * products sharing each x load (1x1 convolutions, Gemm). The weights run contiguously, so
+ * each load post-increments its pointer. */
+NNCC_KERNEL void nncc_dot4(float *acc, const float *x, int xs, const float *w, int wj, int n)
+{
+    const float *w1 = w + wj, *w2 = w1 + wj, *w3 = w2 + wj;
+    float a0 = acc[0], a1 = acc[1], a2 = acc[2], a3 = acc[3];
+    int i;
+    for (i = 0; i < n; ++i) {
+        const float xv = *x;
+        a0 += xv * w[i];
+        a1 += xv * w1[i];
+        a2 += xv * w2[i];
+        a3 += xv * w3[i];
+        x += xs;
+    }
+    acc[0] = a0;
+    acc[1] = a1;
+    acc[2] = a2;
+    acc[3] = a3;
+}
+
+/* nncc_dot4 for two output pixels at once (the second's inputs xp further on), strided
+ * weights: acc[4 * q + j] += sum over i < n, in order, of x[q * xp + i * xs] * w[j * wj + i * ws].
+ * Each of the 6 loads feeds 2 or 4 of the 8 MACs. */
+NNCC_KERNEL void nncc_dot4x2(float *acc, const float *x, int xs, int xp, const float *w, int wj, int ws,
+                             int n)
+{
+    const float *xb = x + xp;
+    const float *w1 = w + wj, *w2 = w1 + wj, *w3 = w2 + wj;
+    float a0 = acc[0], a1 = acc[1], a2 = acc[2], a3 = acc[3];
+    float b0 = acc[4], b1 = acc[5], b2 = acc[6], b3 = acc[7];
+    int i;
+    for (i = 0; i < n; ++i) {
+        const float xv = *x, yv = *xb;
+        const float v0 = *w, v1 = *w1, v2 = *w2, v3 = *w3;
+        a0 += xv * v0;
+        a1 += xv * v1;
+        a2 += xv * v2;
+        a3 += xv * v3;
+        b0 += yv * v0;
+        b1 += yv * v1;
+        b2 += yv * v2;
+        b3 += yv * v3;
+        x += xs;
+        xb += xs;
+        w += ws;
+        w1 += ws;
+        w2 += ws;
+        w3 += ws;
+    }
+    acc[0] = a0;
+    acc[1] = a1;
+    acc[2] = a2;
+    acc[3] = a3;
+    acc[4] = b0;
+    acc[5] = b1;
+    acc[6] = b2;
+    acc[7] = b3;
+}
+
 #endif /* NNCC_RUNTIME_H */

@@ -132,8 +132,10 @@ class Emitter:
                     call.append(self.refs[t])
             if node.name in alias.workspace:  # scratch planned in the arena: last argument `ws`
                 ws, size = alias.workspace[node.name]
-                args.append({"name": "ws", "const": False, "ctype": "float"})
-                call.append(TensorRef(ws, ws, (size // 4,), size // 4, "float", "arena", self.plan.offsets[ws]))
+                wt = outs[0].dtype  # a workspace holds elements of the kernel's output type
+                ct, n = CTYPES[wt], size // np.dtype(wt).itemsize
+                args.append({"name": "ws", "const": False, "ctype": ct})
+                call.append(TensorRef(ws, ws, (n,), n, ct, "arena", self.plan.offsets[ws]))
             k = {"fn": f"node_{i}", "name": comment_text(node.name), "op": node.op, "attrs": node.attrs,
                  "ins": ins, "outs": outs, "args": args, "call": call, "kernel": node.kernel}
             k.update(op.context(ins, outs))

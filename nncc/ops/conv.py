@@ -45,6 +45,27 @@ def conv_reference(x, w, b, win, group: int) -> np.ndarray:
     return y.astype(np.float32)
 
 
+def _clamped(g: dict, i: int) -> bool:
+    """Whether some output along spatial dim i has a window reaching into the padding (its
+    valid taps then differ from 0..k-1, computed in the C)."""
+    s, pb, span, size, out = g["s"][i], g["pb"][i], (g["k"][i] - 1) * g["d"][i], g["i"][i], g["o"][i]
+    return pb > 0 or (out - 1) * s + span > size - 1
+
+
+def kernel_plan(g: dict, c: int, m: int, group: int) -> dict:
+    """How conv.c.j2 / conv_pool.c.j2 compute: `ob` output channels at once, so each loaded
+    input feeds ob MACs; per output pixel, the taps inside the input (`clamp`: per dim, whether
+    their range must be computed) outside, input channels inside, so no MAC checks bounds.
+    Code stays one path per kernel (the 8 KB code budget of the MCU targets)."""
+    ob = next(b for b in (4, 2, 1) if m // group % b == 0)
+    # Pixels ow, ow + 1 go together (nncc_dot4x2) where both windows are inside along W; only
+    # where it pays for its code: kernels wider than 1x1, input channels enough to amortize a call.
+    s, pb, span, size, out = g["s"][2], g["pb"][2], (g["k"][2] - 1) * g["d"][2], g["i"][2], g["o"][2]
+    lo, hi = min(out, -(-pb // s)), min(out, max(0, (size - 1 + pb - span) // s + 1))
+    return {"ob": ob, "clamp": [_clamped(g, i) for i in range(3)], "pair": ob == 4 and c // group >= 8 and g["k"] != (1, 1, 1),
+            "pair_w": (lo, max(lo, hi))}
+
+
 @register("Conv")
 class Conv(Op):
     """y = conv(x, W) + B. Weights M x C/group x k..., direct loops over (D, H, W)."""
@@ -93,9 +114,10 @@ class Conv(Op):
     def context(self, ins, outs):
         x, w = ins[0], ins[1]
         win = self.geometry(x, w)
-        return {"g": win.as3d(), "N": x.shape[0], "C": x.shape[1], "M": w.shape[0],
+        g = win.as3d()
+        return {"g": g, "N": x.shape[0], "C": x.shape[1], "M": w.shape[0],
                 "group": self.group, "has_bias": len(ins) > 2 and ins[2] is not None,
-                "has_residual": self.residual}
+                "has_residual": self.residual, **kernel_plan(g, x.shape[1], w.shape[0], self.group)}
 
     def inplace_kernel(self, ins, outs) -> tuple[int, str] | None:
         """(0, variant) when a kernel can write y over x (see the module docstring)."""

@@ -87,7 +87,9 @@ class Gemm(Op):
         c_sm, c_sn = self.c_strides(c.shape, m, n) if c is not None else (0, 0)
         return {"M": m, "N": n, "K": k, "a_sm": a_sm, "a_sk": a_sk, "b_sk": b_sk, "b_sn": b_sn,
                 "alpha": self.alpha, "beta": self.beta, "has_c": self.uses_c(c),
-                "c_passed": c is not None, "c_sm": c_sm, "c_sn": c_sn}
+                "c_passed": c is not None, "c_sm": c_sm, "c_sn": c_sn,
+                # outputs computed at once along N: each loaded A value feeds nb MACs
+                "nb": next(b for b in (4, 2, 1) if n % b == 0)}
 
 
 @register("Gemm", since=7)
