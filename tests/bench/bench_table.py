@@ -205,8 +205,7 @@ flash = text + data of the ELF linked for the board the target stands for (targe
 including the embedded test vectors; code = flash - weights - test vectors (kernels, startup,
 harness, libc/libgcc pieces); RAM = data + bss including the reserved stack; arena = the
 activation arena inside RAM. "does not fit" is the compile-time refusal (board) or, for the
-instruction count, the emulated machine (the cortex-m0plus QEMU microbit has 16 KiB of RAM; the
-SAMD21 board it stands for has 32 KiB). "-" = not applicable (no ELF on the host; cortex-m0plus
+instruction count, the emulated machine (targets/README.md lists both). "-" = not applicable (no ELF on the host; cortex-m0plus
 and cortex-m33 are benchmarked int8 only). Instruction counts left out: {skipped}.
 
 {md_table(["model", "precision", "target", "flash B", "code B", "RAM B", "arena B", "instructions",
