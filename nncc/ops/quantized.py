@@ -8,6 +8,8 @@ is pure integer numpy, bit-exact with the C templates (templates/ops/*_q.c.j2):
     either (multiplier, shift) (`scaling` "fixed") or a shift alone ("shift"), plus y_zp,
     clamped to [act_min, act_max] -- a fused ReLU / ReLU6 is this clamp. QConv has Conv's
     in-place variants (dw_inplace, pw_inplace), with an int8 workspace: same numbers, less RAM.
+    A QConv may carry a fused QAdd (attribute QADD, set by nncc/quant/fuse_qadd.py): input 5 is
+    the residual r, y = QAdd(conv, r) read and written at the same index, so y may overwrite r.
   QAdd: TFLite's int8 Add (both operands rescaled to a common fixed-point scale).
   QMaxPool / QAveragePool (and the global forms): output scale = input scale, no requantization.
   QView: Reshape / Flatten / Squeeze / Unsqueeze of an integer tensor.
@@ -25,13 +27,17 @@ from __future__ import annotations
 import numpy as np
 
 from ..errors import ShapeError
-from ..ir import TensorInfo
+from ..ir import Node, TensorInfo
 from ..quant import fixed_point as fp
 from . import Op, register
 from .conv import Conv
 from .pool import AveragePool, GlobalAveragePool, GlobalMaxPool, MaxPool, Window, tap_counts
 
 MAX_TERMS = (2 ** 31 - 1) // (255 * 127)
+# QConv attribute of a fused QAdd: {"name", "conv_first": conv output is the Add's operand a,
+# "attrs": the QAdd's attributes}; its residual operand is QConv input RESIDUAL_INDEX.
+QADD = "nncc_qadd"
+RESIDUAL_INDEX = 5
 
 
 def requant(op: Op, acc: np.ndarray, mult, shift, axis: int) -> np.ndarray:
@@ -108,33 +114,54 @@ class QConv(_QMixin, Conv):
     def parse(self):
         super().parse()
         self.check_quant_attrs()
+        self.qadd = None
+        info = self.attr(QADD)
+        if info:
+            ins = self.node.inputs
+            if len(ins) != RESIDUAL_INDEX + 1 or not ins[RESIDUAL_INDEX]:
+                raise self.refuse(f"a fused QAdd needs its residual as input {RESIDUAL_INDEX}")
+            # the Add's own op: its checks, and its reference is reused as is
+            self.qadd = QAdd(Node(info["name"], "QAdd", ["a", "b"], ["y"], dict(info["attrs"])))
+            self.conv_first = bool(info["conv_first"])
+            self.inplace_inputs = (RESIDUAL_INDEX,)  # conv_q.c.j2 reads r[i] just before y[i]
+        elif len(self.node.inputs) > RESIDUAL_INDEX:
+            raise self.refuse(f"{len(self.node.inputs)} inputs without a fused QAdd")
 
-    def infer(self, x, w, b=None, mult=None, shift=None):
+    def infer(self, x, w, b=None, mult=None, shift=None, r=None):
         win = self.geometry(x, w)
         if x.dtype != "int8" or w.dtype != "int8":
             raise self.refuse(f"QConv takes int8 x and w, got {x.dtype} and {w.dtype}")
         if int(np.prod(w.shape[1:])) > MAX_TERMS:
             raise self.refuse(f"{int(np.prod(w.shape[1:]))} terms per output overflow int32")
         self.check_packed_input(b, w.shape[0])
-        return [((x.shape[0], w.shape[0], *win.out_size), "int8")]
+        shape = (x.shape[0], w.shape[0], *win.out_size)
+        if self.qadd is not None and (tuple(r.shape) != shape or r.dtype != "int8"):
+            raise ShapeError(f"QConv residual {r.dtype} {r.shape}, expected int8 {shape}")
+        return [(shape, "int8")]
 
-    def reference(self, x, w, b=None, mult=None, shift=None):
+    def reference(self, x, w, b=None, mult=None, shift=None, r=None):
         win = self.geometry(TensorInfo("x", x.shape), TensorInfo("w", w.shape))
         acc = int_conv(x.astype(np.int64) - self.attr("x_zero_point"), w.astype(np.int64), win,
                        self.group)
         # Exact in int64; the C's int32 accumulator cannot overflow (MAX_TERMS), so they agree.
-        return [accumulate_requant(self, acc, b, mult, shift, w.shape[0])]
+        y = accumulate_requant(self, acc, b, mult, shift, w.shape[0]).astype(np.int8)
+        if self.qadd is None:
+            return [y]
+        return self.qadd.reference(*((y, r) if self.conv_first else (r, y)))
 
     def context(self, ins, outs):
         ctx = super().context(ins, outs)
         ctx.update(self.q_context())
+        ctx["qadd"] = None if self.qadd is None else self.qadd.add_params()
+        ctx["conv_first"] = self.qadd is not None and self.conv_first
+        ctx["residual_index"] = RESIDUAL_INDEX
         return ctx
 
     def inplace_kernel(self, ins, outs) -> tuple[int, str] | None:
         """Conv's two variants writing y over x (nncc/ops/conv.py), in conv_q.c.j2: each output
         is computed in int32 and requantized into an int8 workspace, then copied over x."""
         x, w, y = ins[0], ins[1], outs[0]
-        if self.residual or tuple(x.shape) != tuple(y.shape) or x.dtype != y.dtype:
+        if self.qadd is not None or tuple(x.shape) != tuple(y.shape) or x.dtype != y.dtype:
             return None
         win = self.geometry(x, w)
         c, m = x.shape[1], w.shape[0]
@@ -234,10 +261,14 @@ class QAdd(_QMixin, Op):
         return [fp.requantize(s, g("y_mult"), g("y_shift"), g("y_zero_point"), g("act_min"),
                               g("act_max"))]
 
-    def context(self, ins, outs):
+    def add_params(self) -> dict:
+        """What the _quant.j2 macro qadd() reads."""
         keys = ("a_zero_point", "b_zero_point", "a_mult", "a_shift", "b_mult", "b_shift", "y_mult",
                 "y_shift")
-        return {"size": outs[0].size, **{k: self.attr(k) for k in keys}, **self.q_context()}
+        return {**{k: self.attr(k) for k in keys}, **self.q_context()}
+
+    def context(self, ins, outs):
+        return {"size": outs[0].size, **self.add_params()}
 
 
 class _QPool:

@@ -17,6 +17,7 @@ class QuantOptions:
     observer: str = "mse"       # calibrate.OBSERVERS (mse measured best: tests/quant/test_accuracy.py)
     progress: bool = False      # a progress bar on stderr while calibrating
     packed: bool = True         # QConv / QGemm bias + requantization in 2 bytes per channel
+    fuse_add: bool = True       # QConv -> QAdd fused into one QConv (quant/fuse_qadd.py)
 
 
 def quantize(g: Graph, opts: QuantOptions) -> Graph:
@@ -40,7 +41,11 @@ def quantize(g: Graph, opts: QuantOptions) -> Graph:
     from ..passes.fuse_residual_add import unfuse_residual_add
     g = unfuse_conv_pool(unfuse_residual_add(g))  # the int8 kernels take no residual input
     ranges = calibrate(g, samples, opts.observer, opts.progress)
-    return quantize_graph(g, ranges, opts.scaling, opts.packed)
+    q = quantize_graph(g, ranges, opts.scaling, opts.packed)
+    if opts.fuse_add:
+        from .fuse_qadd import fuse_qadd
+        fuse_qadd(q)
+    return q
 
 
 def host_codec(report: dict):

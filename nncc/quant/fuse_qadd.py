@@ -1,0 +1,53 @@
+"""Pass over the int8 graph: QConv -> QAdd(conv_out, r) becomes one QConv carrying the QAdd.
+
+The int8 twin of nncc/passes/fuse_residual_add.py (undone before quantizing, since the float
+residual Conv has no int8 form): the QConv takes r as input RESIDUAL_INDEX and the QAdd's
+attributes as attribute QADD (nncc/ops/quantized.py). Its kernel computes the conv's int8 value
+exactly as before, then the QAdd of it and r at the same index, so the numbers are those of the
+unfused pair bit for bit, and the memory planner may write y over r when r dies there
+(Op.inplace_inputs): the closing conv of a residual block holds two tensors instead of three.
+Conditions: the conv output is read by that QAdd only (not a graph output), both QAdd operands
+have its shape, and the QConv carries no fused QAdd yet.
+"""
+from __future__ import annotations
+
+from ..ir import Graph
+from ..ops.quantized import QADD, RESIDUAL_INDEX
+from ..passes._util import sole_consumer
+
+
+def _pair(g: Graph, add):
+    """(the QConv whose output is operand c of `add`, c) when the pair can fuse."""
+    if len(add.inputs) != 2 or not all(add.inputs) or len(add.outputs) != 1:
+        return None
+    shape = g.tensors[add.outputs[0]].shape
+    if any(g.tensors[t].shape != shape for t in add.inputs) or add.inputs[0] == add.inputs[1]:
+        return None
+    for c, t in enumerate(add.inputs):
+        conv = g.producer(t)
+        if conv is None or conv.op != "QConv" or conv.outputs != [t] or QADD in conv.attrs:
+            continue
+        if len(conv.inputs) <= RESIDUAL_INDEX and sole_consumer(g, t) is add:
+            return conv, c
+    return None
+
+
+def fuse_qadd(g: Graph) -> bool:
+    """Fuse every eligible QConv -> QAdd pair of `g` in place; True when any was."""
+    changed = False
+    for add in list(g.nodes_of("QAdd")):
+        found = _pair(g, add)
+        if found is None:
+            continue
+        conv, c = found
+        t, r, out = add.inputs[c], add.inputs[1 - c], add.outputs[0]
+        conv.attrs[QADD] = {"name": add.name, "conv_first": c == 0, "attrs": dict(add.attrs)}
+        g.remove_node(add)
+        conv.inputs = (conv.inputs + [""] * RESIDUAL_INDEX)[:RESIDUAL_INDEX] + [r]
+        conv.outputs = [out]
+        g.replace_input(conv, r, r)  # re-link: r's producer now feeds the QConv
+        for user in g.consumers(out):
+            g.replace_input(user, out, out)
+        g.tensors.pop(t, None)
+        changed = True
+    return changed
