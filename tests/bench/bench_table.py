@@ -3,7 +3,8 @@
 (a) each model x target x float/int8: ELF sizes (flash, code, RAM) of the test firmware, the arena,
 and instructions per inference and per MAC (`nncc bench`: QEMU TCG plugin on MCU targets,
 callgrind on the host); (b) host instructions at -O0 vs -O2 for the zoo and MLPerf models; (c) the
-arena against TFLite Micro's. int8 builds calibrate on a few seeded uniform draws over each
+arena against TFLite Micro's; (d) the arena against its lower bound, and the bound before and
+after fusion and scheduling (tests/bench/arena_bounds.py). int8 builds calibrate on a few seeded uniform draws over each
 model's documented input range (tests/fixtures/mlperf_tiny/LICENSE.md). Every count is exact and
 repeatable. Not a test (no test_ prefix): run `make bench` or `python tests/bench/bench_table.py`.
 """
@@ -30,6 +31,8 @@ from nncc.bench import bench
 from nncc.compiler import compile_model
 from nncc.errors import DoesNotFit
 from nncc.quant.quantize import QuantOptions
+from tests.bench.arena_bounds import HEAD as BOUND_HEAD
+from tests.bench.arena_bounds import LIGHT, bounds, text_row
 
 MLPERF = ROOT / "tests" / "fixtures" / "mlperf_tiny"
 ZOO = ROOT / "tests" / "fixtures" / "zoo"
@@ -43,6 +46,8 @@ MODELS = {
 TARGETS = {"float32": ["host", "cortex-m4", "cortex-m7", "rv32imac"],
            "int8": ["host", "cortex-m4", "cortex-m7", "rv32imac", "cortex-m0plus", "cortex-m33"]}
 N_CALIB = 4
+BOUND_MODELS = (sorted(ZOO.glob("*.onnx")) + [MLPERF / m[0] for m in MODELS.values()]
+                + [LIGHT / f"light_{n}.onnx" for n in ("squeezenet", "inception_v1", "resnet50", "densenet121")])
 
 
 def calib(model: str) -> QuantOptions:
@@ -175,14 +180,15 @@ def main() -> int:
                     print(f"{name}: {err}", file=sys.stderr)
                 rows.append(r or [name, err] + ["-"] * (width - 2))
                 errors += err is not None
+    rows_d = [text_row(bounds(path)) for path in BOUND_MODELS]  # seconds, no C build
     minutes = (time.time() - t0) / 60
-    text = render(rows_a, rows_b, rows_c, skip, minutes)
+    text = render(rows_a, rows_b, rows_c, rows_d, skip, minutes)
     Path(a.output).write_text(text)
     print(f"wrote {a.output} in {minutes:.1f} min; {errors} error(s)", file=sys.stderr)
     return 1 if errors else 0
 
 
-def render(rows_a, rows_b, rows_c, skip, minutes) -> str:
+def render(rows_a, rows_b, rows_c, rows_d, skip, minutes) -> str:
     skipped = ", ".join(f"{m} on {t}" for m, t in sorted(skip)) or "none"
     return f"""# Benchmark results (`make bench`)
 
@@ -225,6 +231,14 @@ TFLite Micro: the activation arena its planner reaches ("head", excluding persis
 
 {md_table(["model", "float arena", "float lower bound", "float TFLM", "ratio", "int8 arena",
            "int8 lower bound", "int8 TFLM", "ratio"], rows_c)}
+
+## (d) Arena vs lower bound; what fusion and scheduling do to the bound
+
+Float builds, 4-byte alignment; bytes. Column meanings: `tests/bench/arena_bounds.py`. Bounds
+allowed: arena <= 1.02 x the scheduled bound on chains, <= 1.05 x on branched graphs
+(`tests/test_arena_bounds.py` asserts it).
+
+{md_table(BOUND_HEAD, rows_d, left=2)}
 """
 
 
