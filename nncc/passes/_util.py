@@ -17,6 +17,21 @@ def sole_consumer(g: Graph, tensor: str) -> Node | None:
     return users[0]
 
 
+def absorb_add(g: Graph, conv: Node, add: Node, c: int, index: int) -> None:
+    """Fold a two-input Add into the conv producing its operand `c`: the other operand becomes
+    the conv's input `index` (absent optional inputs before it filled with ""), the Add's output
+    the conv's, and the conv's own output tensor disappears. The caller records the Add's
+    attributes on the conv and has checked the conv's output is read by this Add only."""
+    t, r, out = add.inputs[c], add.inputs[1 - c], add.outputs[0]
+    g.remove_node(add)
+    conv.inputs = (conv.inputs + [""] * index)[:index] + [r]
+    conv.outputs = [out]
+    g.replace_input(conv, r, r)  # re-link: r's producer now feeds the conv
+    for user in g.consumers(out):
+        g.replace_input(user, out, out)
+    g.tensors.pop(t, None)
+
+
 def fresh_name(g: Graph, base: str) -> str:
     name, k = base, 1
     while name in g.tensors:

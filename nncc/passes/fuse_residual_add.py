@@ -17,7 +17,7 @@ from ..ir import Graph, Node, TensorInfo
 from ..ops import FUSED_ACTIVATION, make_op
 from ..ops.conv import FUSED_RESIDUAL, Conv
 from . import register_pass
-from ._util import fresh_name, sole_consumer
+from ._util import absorb_add, fresh_name, sole_consumer
 
 
 def _residual_conv(g: Graph, add: Node) -> tuple[Node, int] | None:
@@ -46,17 +46,10 @@ def fuse_residual_add(g: Graph) -> bool:
         if found is None:
             continue
         conv, c = found
-        t, r, out = add.inputs[c], add.inputs[1 - c], add.outputs[0]
         conv.attrs[FUSED_RESIDUAL] = {"add": add.name, "opset": add.opset, "conv_first": c == 0}
         if FUSED_ACTIVATION in add.attrs:
             conv.attrs[FUSED_ACTIVATION] = add.attrs[FUSED_ACTIVATION]
-        g.remove_node(add)
-        conv.inputs = (conv.inputs + ["", ""])[:3] + [r]
-        conv.outputs = [out]
-        g.replace_input(conv, r, r)  # re-link: r's producer now feeds the Conv
-        for user in g.consumers(out):
-            g.replace_input(user, out, out)
-        g.tensors.pop(t, None)
+        absorb_add(g, conv, add, c, 3)
         changed = True
     return changed
 

@@ -13,7 +13,7 @@ from __future__ import annotations
 
 from ..ir import Graph
 from ..ops.quantized import QADD, RESIDUAL_INDEX
-from ..passes._util import sole_consumer
+from ..passes._util import absorb_add, sole_consumer
 
 
 def _pair(g: Graph, add):
@@ -40,14 +40,7 @@ def fuse_qadd(g: Graph) -> bool:
         if found is None:
             continue
         conv, c = found
-        t, r, out = add.inputs[c], add.inputs[1 - c], add.outputs[0]
         conv.attrs[QADD] = {"name": add.name, "conv_first": c == 0, "attrs": dict(add.attrs)}
-        g.remove_node(add)
-        conv.inputs = (conv.inputs + [""] * RESIDUAL_INDEX)[:RESIDUAL_INDEX] + [r]
-        conv.outputs = [out]
-        g.replace_input(conv, r, r)  # re-link: r's producer now feeds the QConv
-        for user in g.consumers(out):
-            g.replace_input(user, out, out)
-        g.tensors.pop(t, None)
+        absorb_add(g, conv, add, c, RESIDUAL_INDEX)
         changed = True
     return changed
