@@ -1,11 +1,15 @@
-"""Top-1 accuracy of int8 builds of trained models on real held-out digits (acceptance item 1 of
+"""Top-1 accuracy of int8 builds of trained models on real held-out data (acceptance item 1 of
 the quantization issue): the float C build, our int8 builds (`--scaling fixed` per-channel,
 `--scaling shift`) and onnxruntime's quantize_static (QDQ, per-channel, the same calibration
-samples) run in onnxruntime. The models and splits are fixtures made by
-tests/fixtures/quant/train.py (README.md there); no training framework is needed here.
+samples) run in onnxruntime. Three datasets, two models each (a plain CNN with BatchNorm, a
+MobileNet-style depthwise-separable net with ReLU6): MNIST digits, scikit-learn's 8x8 digits and
+the JapaneseVowels speaker features (1-D convolutions). The models and splits are fixtures made
+by tests/fixtures/quant/train*.py (README.md there); no training framework is needed here.
 The table is printed (pytest -s) and recorded in tests/fixtures/quant/RESULTS.md.
 """
 from __future__ import annotations
+
+import math
 
 import numpy as np
 import onnxruntime as ort
@@ -16,18 +20,27 @@ from nncc.host import HostModel
 from nncc.npzio import load_npz, split_samples
 from nncc.quant.quantize import QuantOptions, host_codec
 from nncc.table import format_table
-from tests.quant.qutil import sqnr_db
+from tests.quant.qutil import check_exact, sqnr_db
 from tests.util import FIXTURES
 
 QDIR = FIXTURES / "quant"
-MODELS = ["mnist_cnn_bn", "mnist_dsnet"]
-N_TEST = 1000  # the whole held-out split: 0.1 point per digit
+# dataset -> top-1 % the float build must exceed (the fixtures are trained models, not noise);
+# a model `DATASET_KIND` is judged on DATASET_heldout.npz and calibrated on DATASET_calib.npz.
+FLOAT_FLOOR = {"mnist": 94.0, "digits": 97.0, "vowels": 97.0}
+MODELS = [f"{d}_{kind}" for d in FLOAT_FLOOR for kind in ("cnn_bn", "dsnet")]
 MAX_DROP = {"fixed": 0.5, "shift": 1.5}  # top-1 points vs the float build
+# How far our fixed-point build may trail onnxruntime's QDQ build, in top-1 and in agreement with
+# float: 0.3 points, rounded up to whole held-out samples (one sample is 100 / N points): 3 of
+# MNIST's 1000, 3 of the 797 digits, 2 of the 370 utterances. Each int8 build here classifies up
+# to 8 samples differently from float (near-ties, either sign; RESULTS.md), so two builds differ
+# on up to ~16 and their counts by a few samples by chance alone (sigma ~ sqrt(16) = 4).
+ORT_TOL_POINTS = 0.3
+N_EXACT = 8  # held-out samples on which each int8 build's C is checked against the reference
 
 
-def data(name: str, n: int | None = None):
+def data(name: str):
     arrays = load_npz(QDIR / f"{name}.npz")
-    return arrays["x"][:n], arrays["y"][:n]
+    return arrays["x"], arrays["y"]
 
 
 def c_logits(project, report, x: np.ndarray) -> np.ndarray:
@@ -67,10 +80,14 @@ def ort_qdq_logits(model, tmp_path, calib: np.ndarray, x: np.ndarray) -> np.ndar
     return np.stack([sess.run(None, {"x": s[None]})[0][0] for s in x])  # a batch-1 model
 
 
+def dataset(name: str) -> str:
+    return name.split("_")[0]
+
+
 def measure(name: str, tmp_path) -> dict:
     path = QDIR / f"{name}.onnx"
-    xc, _ = data("mnist_calib")
-    x, y = data("mnist_heldout", N_TEST)
+    xc, _ = data(f"{dataset(name)}_calib")
+    x, y = data(f"{dataset(name)}_heldout")
     res = compile_model(path, tmp_path / "float", force=True)
     logits = {"float": c_logits(res.out_dir, res.report, x)}
     calib, _ = split_samples({"x": xc}, res.report["inputs"])
@@ -79,10 +96,13 @@ def measure(name: str, tmp_path) -> dict:
         q = compile_model(path, tmp_path / scaling, force=True,
                           quant=QuantOptions(samples=calib, scaling=scaling))
         logits[scaling] = c_logits(q.out_dir, q.report, x)
+        # and the C equals the integer reference bit for bit (1-D int8 kernels for the vowels)
+        check_exact(q, split_samples({"x": x[:N_EXACT]}, q.report["inputs"])[0])
         row[f"{scaling}_weights"] = q.report["weights_bytes"] / res.report["weights_bytes"]
     logits["ort_qdq"] = ort_qdq_logits(path, tmp_path, xc, x)
     ref = logits["float"]
-    for k, v in logits.items():  # correct digits, digits classified as float does, logit SQNR
+    row["n"] = len(y)
+    for k, v in logits.items():  # correct samples, samples classified as float does, logit SQNR
         row[k] = int(np.sum(v.argmax(1) == y))
         row[f"{k}_agree"] = int(np.sum(v.argmax(1) == ref.argmax(1)))
         row[f"{k}_sqnr"] = sqnr_db(ref, v)
@@ -94,35 +114,42 @@ def results(tmp_path_factory):
     rows = {name: measure(name, tmp_path_factory.mktemp(name)) for name in MODELS}
 
     def cell(r, k):
-        return (f"{pct(r[k]):.1f} ({pct(r[k]) - pct(r['float']):+.1f}; "
-                f"agree {pct(r[k + '_agree']):.1f}; {r[k + '_sqnr']:.1f} dB)")
-    table = [[n, f"{pct(r['float']):.1f}", *(cell(r, k) for k in ("fixed", "shift", "ort_qdq")),
+        return (f"{pct(r, k):.2f} ({r[k] - r['float']:+d}; "
+                f"agree {pct(r, k + '_agree'):.1f}; {r[k + '_sqnr']:.1f} dB)")
+    table = [[n, r["n"], f"{pct(r, 'float'):.2f}", *(cell(r, k) for k in ("fixed", "shift", "ort_qdq")),
               f"{r['fixed_weights']:.3f} / {r['shift_weights']:.3f}"] for n, r in rows.items()]
-    print(f"\ntop-1 % on {N_TEST} held-out MNIST digits (change vs the float C build; % of digits "
-          "classified as the float build does; SQNR of the logits vs float)")
-    print(format_table(["model", "float", "int8 fixed", "int8 shift", "onnxruntime QDQ int8",
+    print("\ntop-1 % on the held-out split of N samples (change vs the float C build in samples, "
+          "100/N points each; % of samples classified as the float build does; SQNR of the "
+          "logits vs float)")
+    print(format_table(["model", "N", "float", "int8 fixed", "int8 shift", "onnxruntime QDQ int8",
                         "weights int8/float (fixed / shift)"], table))
     return rows
 
 
-def pct(count: int) -> float:
-    return 100.0 * count / N_TEST
+def ort_tolerance(n: int) -> int:
+    """ORT_TOL_POINTS on n held-out samples, in whole samples (at least one)."""
+    return max(1, math.ceil(ORT_TOL_POINTS * n / 100 - 1e-9))
+
+
+def pct(r: dict, key: str) -> float:
+    """r[key] (a count of held-out samples) in % of the held-out split."""
+    return 100.0 * r[key] / r["n"]
 
 
 @pytest.mark.parametrize("scaling", ["fixed", "shift"])
 @pytest.mark.parametrize("name", MODELS)
 def test_int8_accuracy_drop(results, name, scaling):
     r = results[name]
-    assert pct(r["float"]) > 94.0, r  # the fixtures are trained models, not noise
-    assert pct(r["float"] - r[scaling]) <= MAX_DROP[scaling], r
+    assert pct(r, "float") > FLOAT_FLOOR[dataset(name)], r
+    assert pct(r, "float") - pct(r, scaling) <= MAX_DROP[scaling] + 1e-9, r
 
 
 @pytest.mark.parametrize("name", MODELS)
 def test_fixed_matches_onnxruntime_qdq(results, name):
     """Our fixed-point int8 build matches onnxruntime's QDQ build: top-1 and agreement with
-    float within 3 digits of 1000 -- every int8 build here lands within 4 digits of float,
-    either sign, so closer differences are noise. (Logit SQNR is printed, not asserted: the
-    packed form's power-of-two channel scales cost mnist_cnn_bn ~3 dB against onnxruntime's
-    full per-channel scales, RESULTS.md.)"""
+    float within ORT_TOL_POINTS, in whole held-out samples. (Logit SQNR is printed, not asserted: the
+    packed form's power-of-two channel scales cost mnist_cnn_bn and the digits models 3-4 dB
+    against onnxruntime's full per-channel scales, RESULTS.md.)"""
     r = results[name]
-    assert r["fixed"] >= r["ort_qdq"] - 3 and r["fixed_agree"] >= r["ort_qdq_agree"] - 3, r
+    tol = ort_tolerance(r["n"])
+    assert r["fixed"] >= r["ort_qdq"] - tol and r["fixed_agree"] >= r["ort_qdq_agree"] - tol, r
