@@ -31,6 +31,16 @@ def _quant_args(p: argparse.ArgumentParser) -> None:
                    help="activation range observer used while calibrating (default: mse)")
 
 
+VALIDATE_DOC = """\
+Compile, run the C and compare it with the numpy reference (and onnxruntime). Exit status 1
+when outside tolerance.
+- float build: every output within --rtol/--atol of the reference and of onnxruntime.
+- --quantize build: the C equals the integer reference bit for bit, and against the float model
+  on the same inputs (IN.npz, else CALIB.npz) every output's SQNR is >= --min-sqnr dB and,
+  when that npz holds labels y, the top-1 accuracy is at most --max-top1-drop points below
+  float's. The per-layer SQNR table is informative; it does not decide the exit status."""
+
+
 def build_parser() -> argparse.ArgumentParser:
     ap = argparse.ArgumentParser(prog="nncc", description="ONNX to portable C for microcontrollers")
     ap.add_argument("--version", action="version", version=f"nncc {__version__}")
@@ -51,12 +61,19 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--inputs", required=True, metavar="IN.npz")
     p.add_argument("--out", required=True, metavar="OUT.npz")
 
-    p = sub.add_parser("validate", help="compile, run on the host and compare with the reference")
+    p = sub.add_parser("validate", help="compile, run on the host and compare with the reference",
+                       description=VALIDATE_DOC, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("model")
-    p.add_argument("--inputs", metavar="IN.npz", help="default: 3 seeded random samples")
+    p.add_argument("--inputs", metavar="IN.npz", help="default: 3 seeded random samples (with "
+                   "--quantize: CALIB.npz); with --quantize, a key y (one integer class per sample) "
+                   "adds top-1 accuracy")
     p.add_argument("--target", default="host")
     p.add_argument("--rtol", type=float, default=1e-4)
     p.add_argument("--atol", type=float, default=1e-5)
+    p.add_argument("--min-sqnr", type=float, default=20.0, metavar="DB",
+                   help="with --quantize: least output SQNR vs the float model (default 20)")
+    p.add_argument("--max-top1-drop", type=float, default=1.0, metavar="POINTS",
+                   help="with --quantize and labels: most top-1 points lost vs float (default 1)")
     _quant_args(p)
     _common(p)
 
@@ -138,21 +155,40 @@ def cmd_run(a) -> int:
 
 
 def cmd_validate(a) -> int:
+    from .compiler import analyze, load
     from .npzio import load_npz, split_samples
     from .validate import validate
     _check_target(a.target)
     shapes = parse_input_shapes(a.input_shape)
-    samples = None
-    if a.inputs:
-        from .compiler import analyze, load
+    quant = _quant_kw(a)
+    # An int8 build is judged on the calibration data unless --inputs is given: random inputs
+    # are outside the calibrated ranges, and clipping them says nothing of the model's data.
+    data = a.inputs or (a.calib if quant and a.calib != "none" else None)
+    samples = arrays = labels = None
+    if data or quant:
         g = load(a.model, shapes, a.opt)
-        samples, _ = split_samples(load_npz(a.inputs), analyze(g).report["inputs"])
+    if data:
+        arrays = load_npz(data)
+        try:
+            samples, _ = split_samples(arrays, analyze(g).report["inputs"])
+        except UsageError as e:
+            raise UsageError(f"{data}: {e}") from None
+    if quant:
+        from .quant.fidelity import labels_from
+        labels = labels_from(arrays, g, len(samples) if samples else 0)
     v = validate(a.model, samples, rtol=a.rtol, atol=a.atol, input_shapes=shapes, opt_level=a.opt,
-                 target=a.target, **_quant_kw(a))
+                 target=a.target, **quant)
     rows = [[s, o, ref, *m.row()] for s, o, ref, m in v.rows]
     print(format_table(["sample", "output", "oracle", "max abs", "max rel", "cosine", "result"], rows))
     print(f"{'PASS' if v.ok else 'FAIL'} (rtol {a.rtol:g}, atol {a.atol:g})")
-    return 0 if v.ok else 1
+    if not quant:
+        return 0 if v.ok else 1
+    from .quant.fidelity import Criteria, format_fidelity, measure
+    from .quant.quantize import float_source
+    fid = measure(v, float_source(g), samples, labels, Criteria(a.min_sqnr, a.max_top1_drop))
+    print()
+    print(format_fidelity(fid, data))
+    return 0 if v.ok and fid.ok else 1
 
 
 def cmd_analyze(a) -> int:

@@ -324,4 +324,4 @@ def validate_on_target(model_path, samples, rtol: float, atol: float, use_ort: b
     for i, (s, got) in enumerate(zip(samples, rr.outputs)):
         rows += oracle_rows(i, res, model_path, s, got, rtol, atol, use_ort,
                             {"host C (exact)": (expected[i], 0.0, 0.0)})
-    return Validation(rows, all(r[3].ok for r in rows) and rr.status == 0)
+    return Validation(rows, all(r[3].ok for r in rows) and rr.status == 0, res, samples, rr.outputs)

@@ -2,6 +2,8 @@
 never renamed). `nncc analyze --json` prints the same dictionary."""
 from __future__ import annotations
 
+import numpy as np
+
 from . import __version__
 from .ir import Graph
 from .memory import MemoryPlan
@@ -18,6 +20,11 @@ def _weights(g: Graph, node) -> tuple[int, int]:
     return params, nbytes
 
 
+def layer_bits(g: Graph, node) -> int:
+    """Bit width of a layer: that of its (first) output's dtype (8 for int8, 32 for float32)."""
+    return int(np.dtype(g.tensors[node.outputs[0]].dtype).itemsize * 8)
+
+
 def layer_rows(g: Graph) -> list[dict]:
     rows = []
     for n in g.nodes():
@@ -31,6 +38,7 @@ def layer_rows(g: Graph) -> list[dict]:
             "macs": int(op.macs([g.tensors[t] if t else None for t in n.inputs], outs)),
             "params": params, "weights_bytes": wbytes,
             "out_bytes": sum(t.nbytes for t in outs),
+            "bits": layer_bits(g, n),
             # Ops folded into this node's kernel by passes/fuse_activation.py, e.g. ["Relu"]
             # (["Add", "Relu"] after passes/fuse_residual_add.py).
             "fused": (["Add"] if n.attrs.get("nncc_residual") else [])

@@ -8,7 +8,7 @@ def format_table(header: list[str], rows: list[list], total_row: bool = False) -
 
     def numeric(col: int) -> bool:
         return all(r[col].replace(",", "").replace(".", "").replace("-", "").replace("e", "")
-                   .replace("+", "").isdigit() or r[col] == "" for r in cells[1:])
+                   .replace("+", "").isdigit() or r[col] in ("", "-", "inf", "-inf") for r in cells[1:])
 
     right = [numeric(i) for i in range(len(header))]
 
@@ -22,3 +22,12 @@ def format_table(header: list[str], rows: list[list], total_row: bool = False) -
             out.append("  ".join("-" * w for w in widths))
         out.append(line(r))
     return "\n".join(out)
+
+
+def ellipsize(text: str, width: int = 44) -> str:
+    """`text` cut to `width` characters around a "..." (converters' node names run to hundreds
+    of characters; their head and tail tell them apart)."""
+    if len(text) <= width:
+        return text
+    head = (width - 3) // 2
+    return text[:head] + "..." + text[len(text) - (width - 3 - head):]

@@ -8,7 +8,7 @@ from pathlib import Path
 
 import numpy as np
 
-from .compiler import compile_model
+from .compiler import Compiled, compile_model
 from .host import HostModel
 from .reference import run_reference
 
@@ -64,6 +64,9 @@ def onnxruntime_outputs(model_path: str | Path, sample: dict) -> dict | None:
 class Validation:
     rows: list  # [sample, output, oracle, Metrics]
     ok: bool
+    compiled: Compiled | None = None  # the build that ran (graph, report; its out_dir is gone)
+    samples: list | None = None       # the inputs it ran on, in its own types (int8 codes)
+    outputs: list | None = None       # its outputs, one dict per sample
 
 
 def oracle_rows(i: int, res, model_path, sample: dict, got: dict, rtol: float, atol: float,
@@ -101,9 +104,9 @@ def validate(model_path: str | Path, samples: list[dict] | None = None, rtol: fl
         host = HostModel(res.out_dir, res.report)
         try:
             samples = project_samples(res.report, samples, 3)
-            rows = []
-            for i, s in enumerate(samples):
-                rows += oracle_rows(i, res, model_path, s, host.run(s), rtol, atol, use_ort)
+            rows, outputs = [], [host.run(s) for s in samples]
+            for i, (s, got) in enumerate(zip(samples, outputs)):
+                rows += oracle_rows(i, res, model_path, s, got, rtol, atol, use_ort)
         finally:
             host.close()
-    return Validation(rows, all(r[3].ok for r in rows))
+    return Validation(rows, all(r[3].ok for r in rows), res, samples, outputs)

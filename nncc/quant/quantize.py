@@ -22,7 +22,7 @@ class QuantOptions:
 
 def quantize(g: Graph, opts: QuantOptions) -> Graph:
     from .calibrate import calibrate
-    from .rewrite import quantize_graph, unfuse_conv_pool
+    from .rewrite import quantize_graph
     if opts.precision != "int8":
         raise UsageError(f"--quantize {opts.precision} is not available yet (int8 only)")
     if opts.scaling not in ("fixed", "shift"):
@@ -38,14 +38,22 @@ def quantize(g: Graph, opts: QuantOptions) -> Graph:
             samples, _ = split_samples(opts.arrays, specs)
         except UsageError as e:
             raise UsageError(f"calibration data: {e}") from None
-    from ..passes.fuse_residual_add import unfuse_residual_add
-    g = unfuse_conv_pool(unfuse_residual_add(g))  # the int8 kernels take no residual input
+    g = float_source(g)
     ranges = calibrate(g, samples, opts.observer, opts.progress)
     q = quantize_graph(g, ranges, opts.scaling, opts.packed)
     if opts.fuse_add:
         from .fuse_qadd import fuse_qadd
         fuse_qadd(q)
     return q
+
+
+def float_source(g: Graph) -> Graph:
+    """The float graph the quantizer calibrates and rewrites: the -O2 graph with residual Convs
+    and Conv+pool pairs split again (the int8 kernels take no residual input). The int8 graph
+    keeps its activation names, so quant/fidelity.py compares it tensor by tensor with this one."""
+    from ..passes.fuse_residual_add import unfuse_residual_add
+    from .rewrite import unfuse_conv_pool
+    return unfuse_conv_pool(unfuse_residual_add(g))
 
 
 def host_codec(report: dict):
