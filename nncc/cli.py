@@ -157,7 +157,7 @@ def cmd_run(a) -> int:
 def cmd_validate(a) -> int:
     from .compiler import analyze, load
     from .npzio import load_npz, split_samples
-    from .validate import validate
+    from .validate import table_rows, validate
     _check_target(a.target)
     shapes = parse_input_shapes(a.input_shape)
     quant = _quant_kw(a)
@@ -178,7 +178,7 @@ def cmd_validate(a) -> int:
         labels = labels_from(arrays, g, len(samples) if samples else 0)
     v = validate(a.model, samples, rtol=a.rtol, atol=a.atol, input_shapes=shapes, opt_level=a.opt,
                  target=a.target, **quant)
-    rows = [[s, o, ref, *m.row()] for s, o, ref, m in v.rows]
+    rows = table_rows(v.rows)
     print(format_table(["sample", "output", "oracle", "max abs", "max rel", "cosine", "result"], rows))
     print(f"{'PASS' if v.ok else 'FAIL'} (rtol {a.rtol:g}, atol {a.atol:g})")
     if not quant:

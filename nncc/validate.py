@@ -39,6 +39,25 @@ def compare(got: np.ndarray, want: np.ndarray, rtol: float, atol: float) -> Metr
     return Metrics(max_abs, max_rel, cosine, ok)
 
 
+def table_rows(rows: list, most: int = 8) -> list[list]:
+    """The rows `nncc validate` prints, from Validation.rows (sample, output, oracle, Metrics):
+    all of them for a few samples; for more, every (output, oracle) pair's worst sample (largest
+    max abs error) and the failing ones, at most `most` of those, so a 1000-sample run stays
+    readable."""
+    samples = {r[0] for r in rows}
+    if len(samples) <= most:
+        return [[s, o, ref, *m.row()] for s, o, ref, m in rows]
+    worst: dict = {}
+    for r in rows:
+        key = (r[1], r[2])
+        if key not in worst or r[3].max_abs > worst[key][3].max_abs:
+            worst[key] = r
+    tops = list(worst.values())
+    failing = [r for r in rows if not r[3].ok and r not in tops][:most]
+    return ([[f"worst of {len(samples)}", o, ref, *m.row()] for _, o, ref, m in tops]
+            + [[s, o, ref, *m.row()] for s, o, ref, m in failing])
+
+
 def random_samples(inputs: list[dict], n: int = 3, seed: int = 0) -> list[dict]:
     rng = np.random.default_rng(seed)
     return [{t["name"]: rng.standard_normal(t["shape"]).astype(np.float32) for t in inputs}

@@ -149,3 +149,17 @@ def test_analyze(project, tmp_path):
     assert nncc("compile", model, "-o", tmp_path / "p").returncode == 0
     assert json.loads(r.stdout) == json.loads((tmp_path / "p" / "report.json").read_text())
     assert json.loads(r.stdout)["macs"] == 4 * 8 * 8 * 27
+
+
+def test_validate_table_summarizes_many_samples():
+    from nncc.validate import Metrics, table_rows
+    rows = [(i, "y", oracle, Metrics(abs_err, 0.0, 1.0, abs_err < 0.5))
+            for i, abs_err in enumerate([0.1] * 9 + [0.9, 0.7] + [0.2] * 9)
+            for oracle in ("reference", "onnxruntime")]
+    few = table_rows(rows[:8])
+    assert [r[0] for r in few] == [0, 0, 1, 1, 2, 2, 3, 3]
+    many = table_rows(rows)
+    # one worst row per oracle (sample 9), then the other failing sample (10) for each oracle
+    assert [(r[0], r[2], r[3]) for r in many] == [
+        ("worst of 20", "reference", "0.9"), ("worst of 20", "onnxruntime", "0.9"),
+        (10, "reference", "0.7"), (10, "onnxruntime", "0.7")]
