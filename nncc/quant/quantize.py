@@ -39,8 +39,10 @@ def quantize(g: Graph, opts: QuantOptions) -> Graph:
         except UsageError as e:
             raise UsageError(f"calibration data: {e}") from None
     from ..passes.fuse_residual_add import unfuse_residual_add
+    from .rewrite_more import share_concat_ranges, unfuse_table_activations
     g = unfuse_conv_pool(unfuse_residual_add(g))  # the int8 kernels take no residual input
-    ranges = calibrate(g, samples, opts.observer, opts.progress)
+    g = unfuse_table_activations(g)  # Sigmoid, Tanh...: an int8 table each, not a clamp
+    ranges = share_concat_ranges(g, calibrate(g, samples, opts.observer, opts.progress))
     q = quantize_graph(g, ranges, opts.scaling, opts.packed)
     if opts.fuse_add:
         from .fuse_qadd import fuse_qadd
