@@ -142,6 +142,6 @@ def input_value(x: TensorInfo, what: str, op: Op) -> np.ndarray:
 # Importing the op modules fills OPS; the list is explicit so a broken module fails loudly.
 _MODULES = ["activation", "conv", "conv_transpose", "elementwise", "gemm", "lrn", "norm", "pad",
             "pool", "reduce", "shape", "softmax", "conv_pool", "quantized",
-            "qlinear"]
+            "quantized_more", "qlinear"]
 for _m in _MODULES:
     importlib.import_module(f"{__name__}.{_m}")

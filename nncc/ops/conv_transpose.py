@@ -11,16 +11,17 @@ from . import Op, register
 from ._spatial import transposed_window
 
 
-def conv_transpose_reference(x, w, b, win, group: int) -> np.ndarray:
-    """Scatter in float64 onto the full (uncropped) output, one strided slice per tap, then crop."""
+def conv_transpose_sum(x, w, win, group: int) -> np.ndarray:
+    """The transposed convolution without bias, in x's dtype (float64 or int64: exact), scattered
+    onto the full (uncropped) output, one strided slice per tap, then cropped. w: C x M/group x k."""
     n, c = x.shape[:2]
     mg = w.shape[1]
     nd = win.rank
     # The full output, grown when output_shape asks for more (negative pads_end).
     full = [win.out_size[i] + win.pads_begin[i] + max(win.pads_end[i], 0) for i in range(nd)]
-    xg = x.astype(np.float64).reshape(n, group, c // group, *x.shape[2:])
-    wg = w.astype(np.float64).reshape(group, c // group, mg, *w.shape[2:])
-    y = np.zeros((n, group, mg, *full))
+    xg = x.reshape(n, group, c // group, *x.shape[2:])
+    wg = w.astype(x.dtype).reshape(group, c // group, mg, *w.shape[2:])
+    y = np.zeros((n, group, mg, *full), x.dtype)
     for tap in np.ndindex(*win.kernel):
         sl = tuple(slice(tap[i] * win.dilations[i],
                          tap[i] * win.dilations[i] + (win.in_size[i] - 1) * win.strides[i] + 1,
@@ -28,9 +29,14 @@ def conv_transpose_reference(x, w, b, win, group: int) -> np.ndarray:
         y[(slice(None),) * 3 + sl] += np.einsum("ngc...,gcm->ngm...", xg,
                                                  wg[(slice(None),) * 3 + tap])
     crop = tuple(slice(win.pads_begin[i], win.pads_begin[i] + win.out_size[i]) for i in range(nd))
-    y = y.reshape(n, group * mg, *full)[(slice(None),) * 2 + crop]
+    return y.reshape(n, group * mg, *full)[(slice(None),) * 2 + crop]
+
+
+def conv_transpose_reference(x, w, b, win, group: int) -> np.ndarray:
+    """Float64 sum plus bias, rounded once to float32."""
+    y = conv_transpose_sum(x.astype(np.float64), w, win, group)
     if b is not None:
-        y = y + b.astype(np.float64).reshape(1, group * mg, *([1] * nd))
+        y = y + b.astype(np.float64).reshape(1, y.shape[1], *([1] * win.rank))
     return y.astype(np.float32)
 
 

@@ -221,10 +221,11 @@ class Transpose(Op):
         return perm
 
     def infer(self, x):
-        return [(tuple(x.shape[p] for p in self.perm(len(x.shape))), "float32")]
+        # any dtype: a data move (int8 in quantized graphs, nncc/quant/rewrite_more.py)
+        return [(tuple(x.shape[p] for p in self.perm(len(x.shape))), x.dtype)]
 
     def reference(self, x):
-        return [np.transpose(x, self.perm(x.ndim)).astype(np.float32)]
+        return [np.ascontiguousarray(np.transpose(x, self.perm(x.ndim)))]
 
     def context(self, ins, outs):
         x = ins[0]

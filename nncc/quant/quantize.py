@@ -23,6 +23,7 @@ class QuantOptions:
 def quantize(g: Graph, opts: QuantOptions) -> Graph:
     from .calibrate import calibrate
     from .rewrite import quantize_graph
+    from .rewrite_more import share_concat_ranges
     if opts.precision != "int8":
         raise UsageError(f"--quantize {opts.precision} is not available yet (int8 only)")
     if opts.scaling not in ("fixed", "shift"):
@@ -39,7 +40,7 @@ def quantize(g: Graph, opts: QuantOptions) -> Graph:
         except UsageError as e:
             raise UsageError(f"calibration data: {e}") from None
     g = float_source(g)
-    ranges = calibrate(g, samples, opts.observer, opts.progress)
+    ranges = share_concat_ranges(g, calibrate(g, samples, opts.observer, opts.progress))
     q = quantize_graph(g, ranges, opts.scaling, opts.packed)
     if opts.fuse_add:
         from .fuse_qadd import fuse_qadd
@@ -49,11 +50,13 @@ def quantize(g: Graph, opts: QuantOptions) -> Graph:
 
 def float_source(g: Graph) -> Graph:
     """The float graph the quantizer calibrates and rewrites: the -O2 graph with residual Convs
-    and Conv+pool pairs split again (the int8 kernels take no residual input). The int8 graph
+    and Conv+pool pairs split again (the int8 kernels take no residual input), and activations
+    an int8 kernel cannot clamp (Sigmoid, Tanh...) split off to become tables. The int8 graph
     keeps its activation names, so quant/fidelity.py compares it tensor by tensor with this one."""
     from ..passes.fuse_residual_add import unfuse_residual_add
     from .rewrite import unfuse_conv_pool
-    return unfuse_conv_pool(unfuse_residual_add(g))
+    from .rewrite_more import unfuse_table_activations
+    return unfuse_table_activations(unfuse_conv_pool(unfuse_residual_add(g)))
 
 
 def host_codec(report: dict):

@@ -17,7 +17,9 @@ The scheme is TFLite's int8 one, so our numbers can be compared with TFLite / CM
 - MatMul by a constant followed by Add of a constant bias becomes one QGemm;
 - pools and views keep their input's scale and zero point (as TFLite's);
 - a Softmax producing a graph output runs in float: Dequantize, then the float Softmax, whose
-  output stays float32 (documented in the generated header).
+  output stays float32 (documented in the generated header);
+- ConvTranspose, Concat, activation tables, Mul, Sub, Transpose and per-channel affine maps:
+  nncc/quant/rewrite_more.py.
 Anything else is refused with UnsupportedOp naming the nodes.
 
 A tensor whose calibrated range is all zeros gets scale 2^-7 (documented safe behaviour: no
@@ -295,6 +297,10 @@ class Rewriter:
             self.need_int8(node, t)
         out = node.outputs[0]
         qp_out = self.act(out)
+        self.emit(Node(node.name, "QAdd", [a, b], [out], self.add_attrs(node, a, b, qp_out)), qp_out)
+
+    def add_attrs(self, node: Node, a: str, b: str, qp_out: QuantParams) -> dict:
+        """QAdd's attributes (also QSub's, nncc/quant/rewrite_more.py)."""
         sa, sb, so = self.qp(a).scale[0], self.qp(b).scale[0], qp_out.scale[0]
         attrs = self.quant_attrs(node, a, qp_out)
         attrs.update(a_zero_point=self.qp(a).zero_point[0], b_zero_point=self.qp(b).zero_point[0])
@@ -308,7 +314,7 @@ class Rewriter:
             (ma, sha), (mb, shb) = fp.quantize_multiplier(sa / twice), fp.quantize_multiplier(sb / twice)
             my, shy = fp.quantize_multiplier(twice / ((1 << 20) * so))
             attrs.update(a_mult=ma, a_shift=sha, b_mult=mb, b_shift=shb, y_mult=my, y_shift=shy)
-        self.emit(Node(node.name, "QAdd", [a, b], [out], attrs), qp_out)
+        return attrs
 
     def pool(self, node: Node) -> None:
         x = node.inputs[0]
@@ -344,6 +350,7 @@ class Rewriter:
 HANDLERS = {"Conv": Rewriter.conv, "Gemm": Rewriter.gemm, "MatMul": Rewriter.gemm,
             "Add": Rewriter.add, "Softmax": Rewriter.softmax,
             **{op: Rewriter.pool for op in POOLS}, **{op: Rewriter.view for op in VIEWS}}
+from . import rewrite_more  # noqa: F401  (adds ConvTranspose, Concat, tables, Mul, Sub)
 
 
 def unfuse_conv_pool(g: Graph) -> Graph:
