@@ -2,6 +2,8 @@
 never renamed). `nncc analyze --json` prints the same dictionary."""
 from __future__ import annotations
 
+import numpy as np
+
 from . import __version__
 from .ir import Graph
 from .memory import MemoryPlan
@@ -18,6 +20,27 @@ def _weights(g: Graph, node) -> tuple[int, int]:
     return params, nbytes
 
 
+def bits(g: Graph, node) -> int:
+    """Bit width of a layer: that of its output tensor's dtype (8, 16, 32)."""
+    outs = [t for t in node.outputs if t]
+    return 8 * np.dtype(g.tensors[outs[0]].dtype).itemsize if outs else 32
+
+
+# Set on a node the quantizer left in float on request (nncc/quant/mixed.py, --keep-float).
+KEEP_FLOAT = "nncc_keep_float"
+
+
+def precision(g: Graph) -> str:
+    """float32, int8, int16 or mixed: the types the quantized kernels write (the float Softmax
+    at the output of an int8 build does not make it mixed; a --keep-float node does)."""
+    if not any(t.quant is not None for t in g.tensors.values()):
+        return "float32"
+    kinds = {g.tensors[n.outputs[0]].dtype for n in g.nodes() if n.op.startswith("Q") and n.outputs}
+    if any(n.attrs.get(KEEP_FLOAT) for n in g.nodes()):
+        kinds.add("float32")
+    return "mixed" if len(kinds) > 1 else (kinds.pop() if kinds else "int8")
+
+
 def layer_rows(g: Graph) -> list[dict]:
     rows = []
     for n in g.nodes():
@@ -31,6 +54,7 @@ def layer_rows(g: Graph) -> list[dict]:
             "macs": int(op.macs([g.tensors[t] if t else None for t in n.inputs], outs)),
             "params": params, "weights_bytes": wbytes,
             "out_bytes": sum(t.nbytes for t in outs),
+            "bits": bits(g, n),
             # Ops folded into this node's kernel by passes/fuse_activation.py, e.g. ["Relu"]
             # (["Add", "Relu"] after passes/fuse_residual_add.py).
             "fused": (["Add"] if n.attrs.get("nncc_residual") else [])
