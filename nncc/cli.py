@@ -29,6 +29,13 @@ def _quant_args(p: argparse.ArgumentParser) -> None:
                    help="requantization: int32 multiplier + shift, or power-of-two scales")
     p.add_argument("--observer", choices=["mse", "minmax", "percentile"], default="mse",
                    help="activation range observer used while calibrating (default: mse)")
+    p.add_argument("--int16", nargs="+", action="extend", default=[], metavar="NODE",
+                   help="these nodes' outputs int16 in an int8 build")
+    p.add_argument("--keep-float", nargs="+", action="extend", default=[], metavar="NODE",
+                   help="these nodes run in float in a quantized build")
+    p.add_argument("--target-sqnr", type=float, metavar="DB",
+                   help="raise layers of an int8 build to int16 until the output SQNR on the "
+                        "calibration data reaches DB")
 
 
 VALIDATE_DOC = """\
@@ -118,19 +125,21 @@ def cmd_compile(a) -> int:
 
 
 def _quant_kw(a) -> dict:
-    return {"quant": _quant_options(a)} if a.quantize or a.calib else {}
+    mixed = a.int16 or a.keep_float or a.target_sqnr is not None
+    return {"quant": _quant_options(a)} if a.quantize or a.calib or mixed else {}
 
 
 def _quant_options(a):
     from .npzio import load_npz
     from .quant.quantize import QuantOptions
     if not a.quantize:
-        raise UsageError("--calib needs --quantize int8")
+        raise UsageError("--calib, --int16, --keep-float and --target-sqnr need --quantize int8|int16")
     if not a.calib or a.calib == "none":
         raise UsageError("--quantize needs --calib CALIB.npz (data-free --calib none is not "
                          "available yet)")
     return QuantOptions(a.quantize, arrays=load_npz(a.calib), scaling=a.scaling,
-                        observer=a.observer, progress=True)
+                        observer=a.observer, progress=True, int16=a.int16,
+                        keep_float=a.keep_float, target_sqnr=a.target_sqnr)
 
 
 def cmd_run(a) -> int:

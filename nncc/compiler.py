@@ -16,7 +16,7 @@ from .frontend import import_onnx, load_model
 from .ir import Graph
 from .memory import MemoryPlan, plan_memory
 from .passes import run_pipeline
-from .report import build_report
+from .report import build_report, precision
 
 MANIFEST = ".nncc-files"  # what nncc wrote into DIR, so --force removes only that
 
@@ -44,8 +44,7 @@ def load(model_path: str | Path, input_shapes: dict | None = None, opt_level: in
 
 def analyze(g: Graph, align: int = 4, target: str = "host") -> Compiled:
     plan = plan_memory(g, align)
-    precision = "int8" if any(t.quant is not None for t in g.tensors.values()) else "float32"
-    return Compiled(g, plan, build_report(g, plan, target, precision))
+    return Compiled(g, plan, build_report(g, plan, target, precision(g)))
 
 
 def _manifest(out_dir: Path) -> set[str]:

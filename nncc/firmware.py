@@ -87,7 +87,9 @@ def default_samples(inputs: list[dict], n: int = 1, seed: int = 0) -> list[dict]
     """Seeded test inputs in the project's own types: standard normal floats; for an int8 input,
     codes drawn uniformly over [-128, 127], which is exactly the calibrated input range."""
     rng = np.random.default_rng(seed)
-    return [{t["name"]: rng.integers(-128, 128, t["shape"]).astype(np.int8) if t["dtype"] == "int8"
+    from .quant.int16 import RANGES
+    return [{t["name"]: rng.integers(RANGES[t["dtype"]][0], RANGES[t["dtype"]][1] + 1,
+                                     t["shape"]).astype(t["dtype"]) if t["dtype"] in RANGES
              else rng.standard_normal(t["shape"]).astype(np.float32) for t in inputs}
             for _ in range(n)]
 
@@ -98,13 +100,15 @@ def project_samples(report: dict, samples: list[dict] | None, n: int = 1) -> lis
     if samples is None:
         return default_samples(report["inputs"], n)
     from .quant.fixed_point import quantize_float
+    from .quant.int16 import RANGES
     out = []
     for s in samples:
         one = {}
         for t in report["inputs"]:
             a = np.asarray(s[t["name"]])
-            if t["dtype"] == "int8" and a.dtype != np.int8:
-                a = quantize_float(a.astype(np.float32), t["scale"], t["zero_point"])
+            if t["dtype"] in RANGES and a.dtype != np.dtype(t["dtype"]):
+                a = quantize_float(a.astype(np.float32), t["scale"], t["zero_point"],
+                                   *RANGES[t["dtype"]], dtype=t["dtype"])
             one[t["name"]] = np.asarray(a, t["dtype"]).reshape(t["shape"])
         out.append(one)
     return out

@@ -21,8 +21,24 @@ def _weights(g: Graph, node) -> tuple[int, int]:
 
 
 def layer_bits(g: Graph, node) -> int:
-    """Bit width of a layer: that of its (first) output's dtype (8 for int8, 32 for float32)."""
-    return int(np.dtype(g.tensors[node.outputs[0]].dtype).itemsize * 8)
+    """Bit width of a layer: that of its output tensor's dtype (8, 16, 32)."""
+    outs = [t for t in node.outputs if t]
+    return 8 * np.dtype(g.tensors[outs[0]].dtype).itemsize if outs else 32
+
+
+# Set on a node the quantizer left in float on request (nncc/quant/mixed.py, --keep-float).
+KEEP_FLOAT = "nncc_keep_float"
+
+
+def precision(g: Graph) -> str:
+    """float32, int8, int16 or mixed: the types the quantized kernels write (the float Softmax
+    at the output of an int8 build does not make it mixed; a --keep-float node does)."""
+    if not any(t.quant is not None for t in g.tensors.values()):
+        return "float32"
+    kinds = {g.tensors[n.outputs[0]].dtype for n in g.nodes() if n.op.startswith("Q") and n.outputs}
+    if any(n.attrs.get(KEEP_FLOAT) for n in g.nodes()):
+        kinds.add("float32")
+    return "mixed" if len(kinds) > 1 else (kinds.pop() if kinds else "int8")
 
 
 def layer_rows(g: Graph) -> list[dict]:

@@ -94,7 +94,7 @@ def oracle_rows(i: int, res, model_path, sample: dict, got: dict, rtol: float, a
     ({name: (outputs, rtol, atol)}), the numpy reference and onnxruntime. In an int8 build the
     reference is the integer one and int8 outputs must equal it exactly (a float Softmax tail
     within rtol/atol); onnxruntime runs the float model, no oracle for int8 codes."""
-    int8 = res.report.get("precision") == "int8"
+    int8 = res.report.get("precision") not in (None, "float32")  # int8, int16, mixed
     oracles = dict(extra or {})
     oracles["reference (integer)" if int8 else "reference"] = (run_reference(res.graph, sample), rtol, atol)
     ort_out = onnxruntime_outputs(model_path, sample) if use_ort and not int8 else None
@@ -103,7 +103,7 @@ def oracle_rows(i: int, res, model_path, sample: dict, got: dict, rtol: float, a
     rows = []
     for oname, (want, rt, at) in oracles.items():
         for t in res.report["outputs"]:
-            r, a = (0.0, 0.0) if t["dtype"] == "int8" else (rt, at)
+            r, a = (0.0, 0.0) if t["dtype"] in ("int8", "int16") else (rt, at)
             g = got[t["name"]]
             m = compare(g, want[t["name"]], r, a) if g is not None else Metrics(np.inf, np.inf, 0.0, False)
             rows.append([i, t["name"], oname, m])

@@ -84,6 +84,40 @@ static inline int32_t nncc_requantize_shift(int32_t acc, int32_t shift, int32_t 
     return nncc_clamp_i32(nncc_sat_i64((int64_t)nncc_shift_round(acc, shift) + zp), lo, hi);
 }
 
+/* int16-activation kernels (nncc/quant/int16.py, which mirrors these): int64 accumulator,
+ * |acc| < 2^47. v * 2^-total rounded half up for total > 0; else v clamped to +-2^31 and shifted
+ * left (the result is clamped to 16 bits anyway). */
+static inline int64_t nncc_round_shift64(int64_t v, int32_t total)
+{
+    if (total > 0) {
+        const int t = total > 62 ? 62 : (int)total;
+        return (v + ((int64_t)1 << (t - 1))) >> t;
+    }
+    v = v < -((int64_t)1 << 31) ? -((int64_t)1 << 31) : (v > ((int64_t)1 << 31) ? ((int64_t)1 << 31) : v);
+    return v * ((int64_t)1 << (total < -31 ? 31 : -total));
+}
+
+static inline int32_t nncc_clamp_i64(int64_t v, int32_t lo, int32_t hi)
+{
+    return v < lo ? lo : (v > hi ? hi : (int32_t)v);
+}
+
+/* acc * M + zp, clamped: M's multiplier rounded to 16 bits (<= 2^15), so acc * rm < 2^62, as
+ * TFLite's 16x8 kernels requantize their int64 accumulators. */
+static inline int32_t nncc_requantize64(int64_t acc, int32_t m, int32_t shift, int32_t zp,
+                                        int32_t lo, int32_t hi)
+{
+    const int64_t rm = ((int64_t)m + ((int64_t)1 << 15)) >> 16;
+    return nncc_clamp_i64(nncc_round_shift64(acc * rm, 15 - shift) + zp, lo, hi);
+}
+
+/* The same with a power-of-two scale: acc * 2^-shift + zp, clamped. */
+static inline int32_t nncc_requantize64_shift(int64_t acc, int32_t shift, int32_t zp, int32_t lo,
+                                              int32_t hi)
+{
+    return nncc_clamp_i64(nncc_round_shift64(acc, shift) + zp, lo, hi);
+}
+
 /* Integer division rounded to nearest, ties away from zero (d > 0): average pooling. */
 static inline int32_t nncc_div_round(int32_t n, int32_t d)
 {

@@ -14,6 +14,7 @@ import numpy as np
 from ..ir import Graph, TensorInfo
 from ..memory import MemoryPlan
 from ..ops import make_op
+from ..quant.int16 import qrange
 from ..resources import resource_dir
 from .cnames import Namer, comment_text
 from .env import make_env
@@ -184,9 +185,12 @@ class Emitter:
                     continue
                 macro = kind.upper() if len(refs) == 1 else r.cname.upper()
                 fn = f"quantize_{kind}" if len(refs) == 1 else f"quantize_{r.cname}"
+                dtype = self.g.tensors[r.name].dtype
+                lo, hi = qrange(dtype)
                 res.append({"name": r.name, "macro": macro, "size": r.size, "is_input": kind == "input",
                             "fn": fn if kind == "input" else "de" + fn, "scale": q.scale[0],
-                            "zero_point": q.zero_point[0]})
+                            "zero_point": q.zero_point[0], "dtype": dtype, "ctype": CTYPES[dtype],
+                            "qmin": lo, "qmax": hi})
         return res
 
     def render(self, report: dict) -> dict[str, bytes]:

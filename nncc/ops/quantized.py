@@ -21,6 +21,9 @@ and the channel's weight scale is the layer's scale times 2^-k, so its requantiz
 layer's (attribute `multiplier`, `shift_base`) with the shift moved by k (see unpack()).
 Accumulator bound: |x - x_zp| <= 255 and |w| <= 127, so K = C/group * kernel taps must stay
 below 2^31 / (255 * 127) = 66 311 -- checked in QConv/QGemm.infer.
+int16 activations (nncc/quant/int16.py): any requantizing kernel may read and write int8 or
+int16 (attribute y_dtype, default int8; a pool or view keeps its input's type); a kernel reading
+int16 accumulates in int64 with an int64 bias (the bound is in int16.py) and is never packed.
 """
 from __future__ import annotations
 
@@ -29,6 +32,7 @@ import numpy as np
 from ..errors import ShapeError
 from ..ir import Node, TensorInfo
 from ..quant import fixed_point as fp
+from ..quant import int16 as q16
 from . import Op, register
 from .conv import Conv
 from .pool import AveragePool, GlobalAveragePool, GlobalMaxPool, MaxPool, Window, tap_counts
@@ -40,15 +44,21 @@ QADD = "nncc_qadd"
 RESIDUAL_INDEX = 5
 
 
-def requant(op: Op, acc: np.ndarray, mult, shift, axis: int) -> np.ndarray:
-    """Per-channel requantization along `axis` of acc, as the *_q.c.j2 templates do it."""
+def requant(op: Op, acc: np.ndarray, mult, shift, axis: int, wide: bool = False) -> np.ndarray:
+    """Per-channel requantization along `axis` of acc, as the *_q.c.j2 templates do it; `wide`:
+    acc is the int64 accumulator of a kernel reading int16 (quant/int16.py)."""
     shape = [1] * acc.ndim
     shape[axis] = -1
     shift = np.asarray(shift, np.int64).reshape(shape)
     zp, lo, hi = op.attr("y_zero_point"), op.attr("act_min"), op.attr("act_max")
+    dt = np.dtype(op.attr("y_dtype", "int8"))
+    if wide:
+        if op.attr("scaling") == "shift":
+            return q16.requantize64_shift(acc, shift, zp, lo, hi, dt)
+        return q16.requantize64(acc, np.asarray(mult, np.int64).reshape(shape), shift, zp, lo, hi, dt)
     if op.attr("scaling") == "shift":
-        return fp.requantize_shift(acc, shift, zp, lo, hi)
-    return fp.requantize(acc, np.asarray(mult, np.int64).reshape(shape), shift, zp, lo, hi)
+        return fp.requantize_shift(acc, shift, zp, lo, hi, dt)
+    return fp.requantize(acc, np.asarray(mult, np.int64).reshape(shape), shift, zp, lo, hi, dt)
 
 
 PACK_ATTRS = ("pack_bits", "bias_shift", "multiplier", "shift_base")
@@ -67,13 +77,39 @@ def unpack(op: Op, packed, n: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     return bias, np.full(n, g("multiplier"), np.int64), shift
 
 
-def accumulate_requant(op: Op, acc: np.ndarray, b, mult, shift, n: int) -> np.ndarray:
+def accumulate_requant(op: Op, acc: np.ndarray, b, mult, shift, n: int, wide: bool = False
+                       ) -> np.ndarray:
     """acc (channels on axis 1) + bias, requantized: either form (unpacked or packed)."""
     if op.attr("pack_bits") is not None:
         b, mult, shift = unpack(op, b, n)
     if b is not None:
         acc = acc + np.asarray(b, np.int64).reshape(1, -1, *([1] * (acc.ndim - 2)))
-    return requant(op, acc, mult, shift, 1)
+    return requant(op, acc, mult, shift, 1, wide)
+
+
+INT_TYPES = ("int8", "int16")
+
+
+def check_widths(op: Op, x, w) -> str:
+    """Refuse types and sizes the integer kernels cannot take; -> the output dtype. K terms of
+    int8 x stay below MAX_TERMS (int32 accumulator), of int16 x below MAX_TERMS_16 (int64)."""
+    y = op.attr("y_dtype", "int8")
+    if x.dtype not in INT_TYPES or w.dtype != "int8" or y not in INT_TYPES:
+        raise op.refuse(f"takes int8/int16 x and int8 w, got {x.dtype} and {w.dtype} -> {y}")
+    terms = int(np.prod(w.shape[1:]))
+    if terms > (MAX_TERMS if x.dtype == "int8" else q16.MAX_TERMS_16):
+        raise op.refuse(f"{terms} terms per output overflow the {x.dtype} kernel's accumulator")
+    if x.dtype == "int16" and op.attr("pack_bits") is not None:
+        raise op.refuse("the packed form takes int8 activations only")
+    return y
+
+
+def type_context(ins, outs) -> dict:
+    """C element types of a quantized kernel: x (input 0), y, the accumulator."""
+    xt = ins[0].dtype if ins and ins[0] is not None else "int8"
+    return {"xt": xt + "_t", "yt": outs[0].dtype + "_t",
+            "acct": "int64_t" if xt == "int16" else "int32_t", "wide": xt == "int16",
+            "qmin": q16.qrange(outs[0].dtype)[0], "qmax": q16.qrange(outs[0].dtype)[1]}
 
 
 class _QMixin:
@@ -129,29 +165,29 @@ class QConv(_QMixin, Conv):
 
     def infer(self, x, w, b=None, mult=None, shift=None, r=None):
         win = self.geometry(x, w)
-        if x.dtype != "int8" or w.dtype != "int8":
-            raise self.refuse(f"QConv takes int8 x and w, got {x.dtype} and {w.dtype}")
-        if int(np.prod(w.shape[1:])) > MAX_TERMS:
-            raise self.refuse(f"{int(np.prod(w.shape[1:]))} terms per output overflow int32")
+        ydt = check_widths(self, x, w)
         self.check_packed_input(b, w.shape[0])
         shape = (x.shape[0], w.shape[0], *win.out_size)
-        if self.qadd is not None and (tuple(r.shape) != shape or r.dtype != "int8"):
-            raise ShapeError(f"QConv residual {r.dtype} {r.shape}, expected int8 {shape}")
-        return [(shape, "int8")]
+        if self.qadd is not None and (tuple(r.shape) != shape or r.dtype not in INT_TYPES):
+            raise ShapeError(f"QConv residual {r.dtype} {r.shape}, expected int8/int16 {shape}")
+        return [(shape, self.qadd.attr("y_dtype", "int8") if self.qadd is not None else ydt)]
 
     def reference(self, x, w, b=None, mult=None, shift=None, r=None):
         win = self.geometry(TensorInfo("x", x.shape), TensorInfo("w", w.shape))
         acc = int_conv(x.astype(np.int64) - self.attr("x_zero_point"), w.astype(np.int64), win,
                        self.group)
-        # Exact in int64; the C's int32 accumulator cannot overflow (MAX_TERMS), so they agree.
-        y = accumulate_requant(self, acc, b, mult, shift, w.shape[0]).astype(np.int8)
+        # Exact in int64; the C's int32 accumulator cannot overflow (MAX_TERMS; int64 for int16
+        # x, MAX_TERMS_16), so they agree.
+        y = accumulate_requant(self, acc, b, mult, shift, w.shape[0], x.dtype == np.int16)
         if self.qadd is None:
             return [y]
         return self.qadd.reference(*((y, r) if self.conv_first else (r, y)))
 
     def context(self, ins, outs):
         ctx = super().context(ins, outs)
-        ctx.update(self.q_context())
+        ctx.update(self.q_context(), **type_context(ins, outs))
+        if self.qadd is not None:
+            ctx["rt"] = ins[RESIDUAL_INDEX].dtype + "_t"
         ctx["qadd"] = None if self.qadd is None else self.qadd.add_params()
         ctx["conv_first"] = self.qadd is not None and self.conv_first
         ctx["residual_index"] = RESIDUAL_INDEX
@@ -171,10 +207,11 @@ class QConv(_QMixin, Conv):
         return (0, "pw_inplace") if self.group == 1 and c == m and unit else None
 
     def workspace_bytes(self, ins, outs, kernel="direct"):
-        y = outs[0]  # int8: one byte per element
+        y = outs[0]
+        item = np.dtype(y.dtype).itemsize
         if kernel == "dw_inplace":
-            return int(np.prod(y.shape[2:]))  # one output plane
-        return y.shape[1] if kernel == "pw_inplace" else 0  # one pixel's output channels
+            return item * int(np.prod(y.shape[2:]))  # one output plane
+        return item * y.shape[1] if kernel == "pw_inplace" else 0  # one pixel's output channels
 
 
 def int_conv(x, w, win: Window, group: int) -> np.ndarray:
@@ -208,21 +245,21 @@ class QGemm(_QMixin, Op):
     def infer(self, a, w, b=None, mult=None, shift=None):
         if len(a.shape) != 2 or len(w.shape) != 2 or a.shape[1] != w.shape[1]:
             raise ShapeError(f"QGemm: a {a.shape}, w {w.shape}")
-        if w.shape[1] > MAX_TERMS:
-            raise self.refuse(f"K = {w.shape[1]} overflows the int32 accumulator")
+        ydt = check_widths(self, a, w)
         self.check_packed_input(b, w.shape[0])
-        return [((a.shape[0], w.shape[0]), "int8")]
+        return [((a.shape[0], w.shape[0]), ydt)]
 
     def reference(self, a, w, b=None, mult=None, shift=None):
         acc = (a.astype(np.int64) - self.attr("x_zero_point")) @ w.astype(np.int64).T
-        return [accumulate_requant(self, acc, b, mult, shift, w.shape[0])]
+        return [accumulate_requant(self, acc, b, mult, shift, w.shape[0], a.dtype == np.int16)]
 
     def macs(self, ins, outs):
         return ins[0].shape[0] * ins[1].shape[0] * ins[1].shape[1]
 
     def context(self, ins, outs):
         return {"M": ins[0].shape[0], "N": ins[1].shape[0], "K": ins[1].shape[1],
-                "has_bias": len(ins) > 2 and ins[2] is not None, **self.q_context()}
+                "has_bias": len(ins) > 2 and ins[2] is not None, **self.q_context(),
+                **type_context(ins, outs)}
 
 
 @register("QAdd")
@@ -244,7 +281,9 @@ class QAdd(_QMixin, Op):
     def infer(self, a, b):
         if a.shape != b.shape:
             raise self.refuse(f"broadcasting int8 Add ({a.shape} + {b.shape})")
-        return [(a.shape, "int8")]
+        if a.dtype not in INT_TYPES or b.dtype not in INT_TYPES:
+            raise self.refuse(f"operands {a.dtype} and {b.dtype}")
+        return [(a.shape, self.attr("y_dtype", "int8"))]
 
     def reference(self, a, b):
         g = self.attr
@@ -254,21 +293,24 @@ class QAdd(_QMixin, Op):
             s = fp.saturating_left_shift(va, g("a_shift")).astype(np.int64) + \
                 fp.saturating_left_shift(vb, g("b_shift"))
             return [fp.requantize_shift(fp.clamp(s, fp.INT32_MIN, fp.INT32_MAX), g("y_shift"),
-                                        g("y_zero_point"), g("act_min"), g("act_max"))]
-        sa = fp.multiply_by_quantized_multiplier(va << 20, g("a_mult"), g("a_shift"))
-        sb = fp.multiply_by_quantized_multiplier(vb << 20, g("b_mult"), g("b_shift"))
+                                        g("y_zero_point"), g("act_min"), g("act_max"),
+                                        np.dtype(g("y_dtype", "int8")))]
+        ls = g("left_shift", 20)  # 15 with an int16 operand: |v| <= 2^16 stays in int32
+        sa = fp.multiply_by_quantized_multiplier(va << ls, g("a_mult"), g("a_shift"))
+        sb = fp.multiply_by_quantized_multiplier(vb << ls, g("b_mult"), g("b_shift"))
         s = fp.clamp(sa.astype(np.int64) + sb, fp.INT32_MIN, fp.INT32_MAX)
         return [fp.requantize(s, g("y_mult"), g("y_shift"), g("y_zero_point"), g("act_min"),
-                              g("act_max"))]
+                              g("act_max"), np.dtype(g("y_dtype", "int8")))]
 
     def add_params(self) -> dict:
         """What the _quant.j2 macro qadd() reads."""
         keys = ("a_zero_point", "b_zero_point", "a_mult", "a_shift", "b_mult", "b_shift", "y_mult",
                 "y_shift")
-        return {**{k: self.attr(k) for k in keys}, **self.q_context()}
+        return {**{k: self.attr(k) for k in keys}, **self.q_context(),
+                "left_shift": self.attr("left_shift", 20)}
 
     def context(self, ins, outs):
-        return {"size": outs[0].size, **self.add_params()}
+        return {"size": outs[0].size, **self.add_params(), **type_context(ins, outs)}
 
 
 class _QPool:
@@ -276,10 +318,12 @@ class _QPool:
     template = "ops/pool_q.c.j2"
 
     def infer(self, x):
-        if x.dtype != "int8":
-            raise self.refuse(f"int8 pooling of a {x.dtype} tensor")
+        if x.dtype not in INT_TYPES:
+            raise self.refuse(f"integer pooling of a {x.dtype} tensor")
         win = self.geometry(x)
-        return [((*x.shape[:2], *self.out_spatial(x, win)), "int8")]
+        if int(np.prod(win.kernel)) >= 1 << 15:  # the int32 sum of (x - zp) <= taps * 65535
+            raise self.refuse(f"{int(np.prod(win.kernel))} taps overflow the int32 sum")
+        return [((*x.shape[:2], *self.out_spatial(x, win)), x.dtype)]
 
     def reference(self, x):
         info = TensorInfo("x", x.shape)
@@ -295,12 +339,13 @@ class _QPool:
                 div = div * c.reshape([-1 if j == i else 1 for j in range(win.rank)])
             rnd = fp.div_round_even if self.attr("rounding") == "half_even" else fp.div_round
             y = fp.clamp(rnd(total, div).astype(np.int64) + self.attr("x_zero_point"),
-                         -128, 127)
-        return [y.astype(np.int8).reshape(*x.shape[:2], *self.out_spatial(info, win))]
+                         *q16.qrange(x.dtype))
+        return [y.astype(x.dtype).reshape(*x.shape[:2], *self.out_spatial(info, win))]
 
     def context(self, ins, outs):
         ctx = super().context(ins, outs)
         ctx["x_zero_point"] = self.attr("x_zero_point", 0)
+        ctx.update(type_context(ins, outs))
         # "half_even": ties to even, as onnxruntime (nncc/quant/import_qdq.py sets it)
         ctx["div"] = "nncc_div_round_even" if self.attr("rounding") == "half_even" else "nncc_div_round"
         return ctx
@@ -365,18 +410,21 @@ class QView(Op):
 
 @register("Quantize")
 class Quantize(Op):
-    """float32 -> int8: q = clamp(round(x / scale) + zero_point), ties away from zero."""
+    """float32 -> int8 (or attribute dtype "int16"): q = clamp(round(x / scale) + zero_point),
+    ties away from zero."""
     template = "ops/quantize_q.c.j2"
 
     def infer(self, x):
-        return [(x.shape, "int8")]
+        return [(x.shape, self.attr("dtype", "int8"))]
 
     def reference(self, x):
-        return [fp.quantize_float(x, self.attr("scale"), self.attr("zero_point"))]
+        dt = self.attr("dtype", "int8")
+        return [fp.quantize_float(x, self.attr("scale"), self.attr("zero_point"), *q16.qrange(dt),
+                                  dtype=np.dtype(dt))]
 
     def context(self, ins, outs):
         return {"size": outs[0].size, "to_float": False, "scale": self.attr("scale"),
-                "zero_point": self.attr("zero_point")}
+                "zero_point": self.attr("zero_point"), **type_context(ins, outs)}
 
 
 @register("Dequantize")

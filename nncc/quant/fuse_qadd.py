@@ -7,7 +7,8 @@ exactly as before, then the QAdd of it and r at the same index, so the numbers a
 unfused pair bit for bit, and the memory planner may write y over r when r dies there
 (Op.inplace_inputs): the closing conv of a residual block holds two tensors instead of three.
 Conditions: the conv output is read by that QAdd only (not a graph output), both QAdd operands
-have its shape, and the QConv carries no fused QAdd yet.
+have its shape, conv and Add write the same type (int8 / int16), and the QConv carries no fused
+QAdd yet.
 """
 from __future__ import annotations
 
@@ -27,6 +28,8 @@ def _pair(g: Graph, add):
         conv = g.producer(t)
         if conv is None or conv.op != "QConv" or conv.outputs != [t] or QADD in conv.attrs:
             continue
+        if conv.attrs.get("y_dtype", "int8") != add.attrs.get("y_dtype", "int8"):
+            continue  # an int16 conv output feeding an int8 Add stays a tensor of its own
         if len(conv.inputs) <= RESIDUAL_INDEX and sole_consumer(g, t) is add:
             return conv, c
     return None

@@ -18,14 +18,25 @@ class QuantOptions:
     progress: bool = False      # a progress bar on stderr while calibrating
     packed: bool = True         # QConv / QGemm bias + requantization in 2 bytes per channel
     fuse_add: bool = True       # QConv -> QAdd fused into one QConv (quant/fuse_qadd.py)
+    int16: list[str] = field(default_factory=list)       # nodes with int16 outputs (quant/mixed.py)
+    keep_float: list[str] = field(default_factory=list)  # nodes left in float
+    target_sqnr: float | None = None  # raise layers to int16 until this output SQNR (quant/auto.py)
+
+    @property
+    def mixed(self) -> bool:
+        return self.precision == "int16" or bool(self.int16 or self.keep_float) \
+            or self.target_sqnr is not None
 
 
 def quantize(g: Graph, opts: QuantOptions) -> Graph:
     from .calibrate import calibrate
     from .rewrite import quantize_graph
     from .rewrite_more import share_concat_ranges
-    if opts.precision != "int8":
-        raise UsageError(f"--quantize {opts.precision} is not available yet (int8 only)")
+    if opts.precision not in ("int8", "int16"):
+        raise UsageError(f"--quantize {opts.precision}: int8 or int16")
+    if opts.precision == "int16" and (opts.int16 or opts.target_sqnr is not None):
+        raise UsageError("--int16 / --target-sqnr raise layers of an int8 build: use them with "
+                         "--quantize int8")
     if opts.scaling not in ("fixed", "shift"):
         raise UsageError(f"--scaling {opts.scaling} is not available yet (fixed, shift)")
     if any(t.quant is not None for t in g.tensors.values()):  # imported by quant/import_qdq.py
@@ -40,8 +51,18 @@ def quantize(g: Graph, opts: QuantOptions) -> Graph:
         except UsageError as e:
             raise UsageError(f"calibration data: {e}") from None
     g = float_source(g)
-    ranges = share_concat_ranges(g, calibrate(g, samples, opts.observer, opts.progress))
-    q = quantize_graph(g, ranges, opts.scaling, opts.packed)
+    if opts.mixed:
+        from .mixed import check_names
+        check_names(g, opts)
+    # int16 tensors take min/max ranges (quant/mixed.py)
+    ranges = calibrate(g, samples, "minmax" if opts.precision == "int16" else opts.observer,
+                       opts.progress)
+    ranges = share_concat_ranges(g, ranges)
+    if opts.mixed:
+        from .mixed import quantize_mixed
+        q = quantize_mixed(g, samples, ranges, opts)
+    else:
+        q = quantize_graph(g, ranges, opts.scaling, opts.packed)
     if opts.fuse_add:
         from .fuse_qadd import fuse_qadd
         fuse_qadd(q)
@@ -60,12 +81,14 @@ def float_source(g: Graph) -> Graph:
 
 
 def host_codec(report: dict):
-    """(encode, decode) for running a compiled project on float data: an int8 project's inputs
-    are quantized and its outputs dequantized with the scales in its report.json."""
+    """(encode, decode) for running a compiled project on float data: an int8 / int16 project's
+    inputs are quantized and its outputs dequantized with the scales in its report.json."""
     from .fixed_point import dequantize, quantize_float
+    from .int16 import qrange
 
     def encode(sample: dict) -> dict:
-        return {t["name"]: quantize_float(sample[t["name"]], t["scale"], t["zero_point"])
+        return {t["name"]: quantize_float(sample[t["name"]], t["scale"], t["zero_point"],
+                                          *qrange(t["dtype"]), dtype=t["dtype"])
                 if "scale" in t else sample[t["name"]] for t in report["inputs"]}
 
     def decode(outs: dict) -> dict:

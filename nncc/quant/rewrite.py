@@ -34,6 +34,7 @@ from ..ir import Graph, Node, QuantParams, TensorInfo, verify
 from ..ops import FUSED_ACTIVATION, make_op
 from ..passes._util import fresh_name, sole_consumer
 from . import fixed_point as fp
+from .int16 import BIAS_LIMIT
 
 QMIN, QMAX = -128, 127
 ZERO_RANGE_SCALE = 2.0 ** -7
@@ -100,11 +101,13 @@ def packed_scales(flat: np.ndarray, maxabs: np.ndarray, layer: float):
     return best[1], best[2]
 
 
-def clamp_bounds(node: Node, qp: QuantParams) -> tuple[int, int]:
-    """The fused activation of `node` as an integer clamp in the output's quantized domain."""
+def clamp_bounds(node: Node, qp: QuantParams, qmin: int = QMIN, qmax: int = QMAX
+                 ) -> tuple[int, int]:
+    """The fused activation of `node` as an integer clamp in the output's quantized domain
+    (whose type's range is [qmin, qmax]: int8 unless given)."""
     fused = node.attrs.get(FUSED_ACTIVATION)
     if fused is None:
-        return QMIN, QMAX
+        return qmin, qmax
     if fused["op"] == "Relu":
         lo_r, hi_r = 0.0, None
     elif fused["op"] == "Clip":
@@ -112,8 +115,8 @@ def clamp_bounds(node: Node, qp: QuantParams) -> tuple[int, int]:
     else:
         raise UnsupportedOp(f"{node.op} (node {node.name!r}): fused {fused['op']} has no int8 form yet")
     s, z = qp.scale[0], qp.zero_point[0]
-    lo = QMIN if lo_r is None else int(np.clip(z + round_away(lo_r / s), QMIN, QMAX))
-    hi = QMAX if hi_r is None else int(np.clip(z + round_away(hi_r / s), QMIN, QMAX))
+    lo = qmin if lo_r is None else int(np.clip(z + round_away(lo_r / s), qmin, qmax))
+    hi = qmax if hi_r is None else int(np.clip(z + round_away(hi_r / s), qmin, qmax))
     return lo, max(lo, hi)
 
 
@@ -154,12 +157,12 @@ class Rewriter:
     def run(self) -> Graph:
         for t in self.src.inputs:
             info = self.src.tensors[t]
-            self.g.add_tensor(TensorInfo(t, info.shape, "int8", quant=self.act(t)))
+            self.g.add_tensor(TensorInfo(t, info.shape, self.dtype(t), quant=self.act(t)))
             self.g.inputs.append(t)
         for node in self.src.nodes():
             if node.name in self.absorbed:
                 continue
-            handler = HANDLERS.get(node.op)
+            handler = self.handler(node)
             if handler is None:
                 self.refused.append(f"{node.op} (node {node.name!r})")
                 continue
@@ -173,14 +176,23 @@ class Rewriter:
         verify(self.g)
         return self.g
 
+    # -- hooks of nncc/quant/mixed.py (int16 and float layers) ---------------------------------
+    def dtype(self, t: str) -> str:
+        return "int8"
+
+    def handler(self, node: Node):
+        return HANDLERS.get(node.op)
+
     # -- handlers -----------------------------------------------------------------------------
     def requant_inputs(self, name: str, s_in: float, s_w: np.ndarray, s_out: float,
-                       bias: np.ndarray | None) -> list[str]:
-        """[bias int32 or "", multiplier int32 or "", shift int8] constants of a QConv/QGemm."""
+                       bias: np.ndarray | None, wide: bool = False) -> list[str]:
+        """[bias int32 or "", multiplier int32 or "", shift int8] constants of a QConv/QGemm;
+        `wide` (int16 input): the bias is int64 (quant/int16.py)."""
         bias_in = ""
         if bias is not None:
             b = round_away(np.asarray(bias, np.float64) / (s_in * s_w))
-            bias_in = self.const(f"{name}_bias_q", np.clip(b, fp.INT32_MIN, fp.INT32_MAX), "int32")
+            lim = (-BIAS_LIMIT, BIAS_LIMIT) if wide else (fp.INT32_MIN, fp.INT32_MAX)
+            bias_in = self.const(f"{name}_bias_q", np.clip(b, *lim), "int64" if wide else "int32")
         if self.scaling == "shift":
             e_in, e_out = np.log2(s_in), np.log2(s_out)
             shift = np.rint(e_out - e_in - np.log2(s_w)).astype(np.int64)  # exact: all powers of 2
@@ -215,13 +227,15 @@ class Rewriter:
     def requant_consts(self, name: str, w_name: str, x: str, w: np.ndarray, s_out: float,
                        bias: np.ndarray | None) -> tuple[str, list[str], dict]:
         """(int8 weights, [bias / requantization constants], extra attributes) of a QConv / QGemm."""
+        # int16 input: never packed (ops/quantized.py), but the int8 build's weights and scales
+        wide = self.g.tensors[x].dtype == "int16"
         wq, s_w, k = weight_params(w, self.scaling, self.packed)
         wname = self.const(f"{w_name}_q", wq, "int8")
         s_in = self.qp(x).scale[0]
-        if self.packed:
+        if self.packed and not wide:
             extra, attrs = self.packed_inputs(name, s_in, s_w, k, s_out, bias)
             return wname, extra, attrs
-        return wname, self.requant_inputs(name, s_in, s_w, s_out, bias), {}
+        return wname, self.requant_inputs(name, s_in, s_w, s_out, bias, wide), {}
 
     def quant_attrs(self, node: Node, x: str, qp_out: QuantParams) -> dict:
         lo, hi = clamp_bounds(node, qp_out)
@@ -304,6 +318,10 @@ class Rewriter:
         sa, sb, so = self.qp(a).scale[0], self.qp(b).scale[0], qp_out.scale[0]
         attrs = self.quant_attrs(node, a, qp_out)
         attrs.update(a_zero_point=self.qp(a).zero_point[0], b_zero_point=self.qp(b).zero_point[0])
+        # operands << left_shift in int32: 20 for int8 (TFLite's), 15 when one is int16
+        ls = 15 if "int16" in (self.g.tensors[a].dtype, self.g.tensors[b].dtype) else 20
+        if ls != 20:
+            attrs["left_shift"] = ls
         if self.scaling == "shift":
             ea, eb, eo = (int(np.rint(np.log2(s))) for s in (sa, sb, so))
             e = min(ea, eb)
@@ -312,7 +330,7 @@ class Rewriter:
         else:
             twice = 2.0 * max(sa, sb)
             (ma, sha), (mb, shb) = fp.quantize_multiplier(sa / twice), fp.quantize_multiplier(sb / twice)
-            my, shy = fp.quantize_multiplier(twice / ((1 << 20) * so))
+            my, shy = fp.quantize_multiplier(twice / ((1 << ls) * so))
             attrs.update(a_mult=ma, a_shift=sha, b_mult=mb, b_shift=shb, y_mult=my, y_shift=shy)
         return attrs
 
@@ -333,17 +351,24 @@ class Rewriter:
         if out not in self.src.outputs or self.src.consumers(out):
             raise UnsupportedOp(f"Softmax (node {node.name!r}) inside the graph (only a final "
                                 "Softmax runs in float)")
+        self.emit(Node(node.name, node.op, [self.dequantized(node, x)], [out], dict(node.attrs),
+                       node.opset), None)
+
+    def dequantized(self, node: Node, x: str) -> str:
+        """A float copy of integer tensor x (a Dequantize node named after `node`) for a float op."""
         self.need_int8(node, x)
         qp = self.qp(x)
         xf = fresh_name(self.g, fresh_name(self.src, f"{x}_float"))
         self.g.add_tensor(TensorInfo(xf, self.g.tensors[x].shape, "float32"))
-        self.g.add_node(Node(f"{node.name}/dequantize", "Dequantize", [x], [xf],
+        dq = f"{node.name}/dequantize"
+        dq = f"{dq}_{x}" if dq in self.g.nx else dq  # a float op with two integer inputs
+        self.g.add_node(Node(dq, "Dequantize", [x], [xf],
                              {"scale": qp.scale[0], "zero_point": qp.zero_point[0]}))
-        self.emit(Node(node.name, node.op, [xf], [out], dict(node.attrs), node.opset), None)
+        return xf
 
     def need_int8(self, node: Node, t: str) -> None:
         info = self.g.tensors.get(t)
-        if info is None or info.dtype != "int8" or info.quant is None:
+        if info is None or info.dtype not in ("int8", "int16") or info.quant is None:
             raise UnsupportedOp(f"{node.op} (node {node.name!r}): input {t!r} is not an int8 tensor")
 
 

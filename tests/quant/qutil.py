@@ -10,12 +10,14 @@ from nncc.codegen.emit import Emitter
 from nncc.compiler import Compiled, analyze, compile_model, load
 from nncc.host import HostModel
 from nncc.quant import fixed_point as fp
+from nncc.quant.int16 import qrange
 from nncc.quant.quantize import QuantOptions, quantize
 from nncc.reference import run_reference
 
 
 def quantize_inputs(report: dict, sample: dict) -> dict:
-    return {t["name"]: fp.quantize_float(sample[t["name"]], t["scale"], t["zero_point"])
+    return {t["name"]: fp.quantize_float(sample[t["name"]], t["scale"], t["zero_point"],
+                                         *qrange(t["dtype"]), dtype=t["dtype"])
             for t in report["inputs"]}
 
 
