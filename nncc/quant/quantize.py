@@ -18,6 +18,7 @@ class QuantOptions:
     progress: bool = False      # a progress bar on stderr while calibrating
     packed: bool = True         # QConv / QGemm bias + requantization in 2 bytes per channel
     fuse_add: bool = True       # QConv -> QAdd fused into one QConv (quant/fuse_qadd.py)
+    datafree: object = None     # datafree.DataFreeOptions: `--calib none`, no samples used
 
 
 def quantize(g: Graph, opts: QuantOptions) -> Graph:
@@ -40,7 +41,11 @@ def quantize(g: Graph, opts: QuantOptions) -> Graph:
             raise UsageError(f"calibration data: {e}") from None
     from ..passes.fuse_residual_add import unfuse_residual_add
     g = unfuse_conv_pool(unfuse_residual_add(g))  # the int8 kernels take no residual input
-    ranges = calibrate(g, samples, opts.observer, opts.progress)
+    if opts.datafree is not None:
+        from .datafree import datafree
+        g, ranges = datafree(g, opts.datafree, opts.scaling, opts.packed, opts.progress)
+    else:
+        ranges = calibrate(g, samples, opts.observer, opts.progress)
     q = quantize_graph(g, ranges, opts.scaling, opts.packed)
     if opts.fuse_add:
         from .fuse_qadd import fuse_qadd
