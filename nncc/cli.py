@@ -24,7 +24,10 @@ def _common(p: argparse.ArgumentParser) -> None:
 
 def _quant_args(p: argparse.ArgumentParser) -> None:
     p.add_argument("--quantize", choices=["int8", "int16"])
-    p.add_argument("--calib", metavar="CALIB.npz", help="calibration inputs for --quantize")
+    p.add_argument("--calib", metavar="CALIB.npz", help="calibration inputs for --quantize, or "
+                   "`none`: data-free, ranges from the BatchNorm statistics")
+    p.add_argument("--input-range", action="append", metavar="[NAME=]LO,HI",
+                   help="with --calib none: the inputs' value range (default -1,1)")
     p.add_argument("--scaling", choices=["fixed", "shift", "double-shift"], default="fixed",
                    help="requantization: int32 multiplier + shift, or power-of-two scales")
     p.add_argument("--observer", choices=["mse", "minmax", "percentile"], default="mse",
@@ -126,17 +129,26 @@ def cmd_compile(a) -> int:
 
 def _quant_kw(a) -> dict:
     mixed = a.int16 or a.keep_float or a.target_sqnr is not None
-    return {"quant": _quant_options(a)} if a.quantize or a.calib or mixed else {}
+    return {"quant": _quant_options(a)} if a.quantize or a.calib or mixed or a.input_range else {}
 
 
 def _quant_options(a):
     from .npzio import load_npz
     from .quant.quantize import QuantOptions
     if not a.quantize:
-        raise UsageError("--calib, --int16, --keep-float and --target-sqnr need --quantize int8|int16")
-    if not a.calib or a.calib == "none":
-        raise UsageError("--quantize needs --calib CALIB.npz (data-free --calib none is not "
-                         "available yet)")
+        raise UsageError("--calib, --input-range, --int16, --keep-float and --target-sqnr need "
+                         "--quantize int8|int16")
+    if not a.calib:
+        raise UsageError("--quantize needs --calib CALIB.npz (or --calib none: data-free)")
+    if a.input_range and a.calib != "none":
+        raise UsageError("--input-range is for --calib none (calibration data shows the range)")
+    if a.calib == "none":
+        if a.quantize != "int8" or a.int16 or a.keep_float or a.target_sqnr is not None:
+            raise UsageError("--calib none (data-free) makes a plain int8 build: no int16, "
+                             "--int16, --keep-float or --target-sqnr")
+        from .quant.datafree import DataFreeOptions, parse_input_ranges
+        return QuantOptions(a.quantize, scaling=a.scaling, progress=True, datafree=DataFreeOptions(
+            input_range=parse_input_ranges(a.input_range)))
     return QuantOptions(a.quantize, arrays=load_npz(a.calib), scaling=a.scaling,
                         observer=a.observer, progress=True, int16=a.int16,
                         keep_float=a.keep_float, target_sqnr=a.target_sqnr)

@@ -5,6 +5,11 @@ from a linear op whose weights and bias are constants, scaling the weights of ou
 s[c] and replacing the bias b by (b - mean) * s + beta gives the same y with one node less. The
 arithmetic is done in float64 and rounded once. New weights get fresh tensor names: the old ones
 may be shared with other nodes.
+
+The BN's own statistics are kept on the folded node (`attrs[BN_STATS]`): its output (before any
+activation) has per-channel mean beta and standard deviation |scale| over the data BN was trained
+on. Data-free quantization (nncc/quant/datafree.py) estimates activation ranges from them; a
+later pass that changes the node's output (fold_constant_scale) updates them (`affine_bn_stats`).
 """
 from __future__ import annotations
 
@@ -16,6 +21,14 @@ from . import register_pass
 from ._util import add_const, drop_unused, sole_consumer
 
 PRODUCERS = ("Conv", "ConvTranspose", "Gemm")
+BN_STATS = "nncc_bn_stats"  # {"mean": float64 (C,), "std": float64 (C,)} of the node's output
+
+
+def affine_bn_stats(node: Node, s, t) -> None:
+    """The node's output became y * s + t (s, t per channel or scalar): so do its BN statistics."""
+    stats = node.attrs.get(BN_STATS)
+    if stats is not None:
+        node.attrs[BN_STATS] = {"mean": stats["mean"] * s + t, "std": stats["std"] * np.abs(s)}
 
 
 def bn_affine(g: Graph, bn: Node, channels: int) -> tuple[np.ndarray, np.ndarray] | None:
@@ -93,6 +106,8 @@ def fold_batchnorm(g: Graph) -> bool:
         if affine is None:
             continue
         (_fold_gemm if node.op == "Gemm" else _fold_conv)(g, node, *affine)
+        scale, beta = (np.asarray(g.const(t), np.float64).ravel() for t in bn.inputs[1:3])
+        node.attrs[BN_STATS] = {"mean": beta, "std": np.abs(scale)}
         params = bn.inputs[1:]
         g.bypass(bn)  # node's output now holds BN's result
         drop_unused(g, params)

@@ -17,6 +17,7 @@ from ..ir import Graph, Node
 from ..ops import FUSED_ACTIVATION, make_op
 from . import register_pass
 from ._util import add_const, const_operand, drop_unused, sole_consumer
+from .fold_batchnorm import BN_STATS, affine_bn_stats
 
 
 def channel_vector(c: np.ndarray, axis: int, channels: int) -> np.ndarray | None:
@@ -59,8 +60,10 @@ def fold_into_conv(g: Graph, conv: Node, kind: str, c: np.ndarray) -> bool:
         return False
     b = bias_of(g, conv, m)
     if kind == "Add":
+        affine_bn_stats(conv, 1.0, s)
         set_inputs(g, conv, {2: b + s}, "_addfold")
     else:
+        affine_bn_stats(conv, s, 0.0)
         w = np.asarray(g.const(conv.inputs[1]), np.float64)
         set_inputs(g, conv, {1: w * s.reshape(-1, *[1] * (w.ndim - 1)), 2: b * s}, "_mulfold")
     return True
@@ -79,6 +82,7 @@ def fold_into_gemm(g: Graph, gemm: Node, kind: str, c: np.ndarray) -> bool:
     new = {}
     if kind == "Add":
         new_c = cc + c
+        gemm.attrs.pop(BN_STATS, None)  # c may vary along M: the statistics no longer apply
     else:
         s = channel_vector(c, 1, g.tensors[gemm.outputs[0]].shape[1])
         if s is None:
@@ -86,6 +90,7 @@ def fold_into_gemm(g: Graph, gemm: Node, kind: str, c: np.ndarray) -> bool:
         w = np.asarray(g.const(gemm.inputs[1]), np.float64)
         new[1] = w * (s.reshape(-1, 1) if op.trans_b else s.reshape(1, -1))
         new_c = cc * s.reshape(1, -1)
+        affine_bn_stats(gemm, s, 0.0)
     new[2] = new_c[0] if new_c.shape[0] == 1 else new_c
     gemm.attrs["beta"] = 1.0
     gemm.opset = max(gemm.opset, 7)  # C broadcasts unidirectionally from opset 7 on

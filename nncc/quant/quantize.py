@@ -20,6 +20,7 @@ class QuantOptions:
     fuse_add: bool = True       # QConv -> QAdd fused into one QConv (quant/fuse_qadd.py)
     int16: list[str] = field(default_factory=list)       # nodes with int16 outputs (quant/mixed.py)
     keep_float: list[str] = field(default_factory=list)  # nodes left in float
+    datafree: object = None     # datafree.DataFreeOptions: `--calib none`, no samples used
     target_sqnr: float | None = None  # raise layers to int16 until this output SQNR (quant/auto.py)
 
     @property
@@ -51,12 +52,18 @@ def quantize(g: Graph, opts: QuantOptions) -> Graph:
         except UsageError as e:
             raise UsageError(f"calibration data: {e}") from None
     g = float_source(g)
-    if opts.mixed:
-        from .mixed import check_names
-        check_names(g, opts)
-    # int16 tensors take min/max ranges (quant/mixed.py)
-    ranges = calibrate(g, samples, "minmax" if opts.precision == "int16" else opts.observer,
-                       opts.progress)
+    if opts.datafree is not None:
+        if opts.mixed:
+            raise UsageError("data-free quantization makes a plain int8 build (no int16 or float layers)")
+        from .datafree import datafree
+        g, ranges = datafree(g, opts.datafree, opts.scaling, opts.packed, opts.progress)
+    else:
+        if opts.mixed:
+            from .mixed import check_names
+            check_names(g, opts)
+        # int16 tensors take min/max ranges (quant/mixed.py)
+        ranges = calibrate(g, samples, "minmax" if opts.precision == "int16" else opts.observer,
+                           opts.progress)
     ranges = share_concat_ranges(g, ranges)
     if opts.mixed:
         from .mixed import quantize_mixed

@@ -4,8 +4,9 @@ import numpy as np
 import pytest
 from onnx import helper
 
+from nncc.compiler import load
 from nncc.errors import UnsupportedOp
-from nncc.passes.fold_batchnorm import fold_batchnorm
+from nncc.passes.fold_batchnorm import BN_STATS, fold_batchnorm
 from tests.passes._graphs import apply, build, op_counts
 from tests.util import check_model, make_model, save
 
@@ -122,3 +123,23 @@ def test_not_folded(tmp_path):
     changed, after = apply(g, fold_batchnorm)
     assert not changed
     assert op_counts(after)["BatchNormalization"] == 2
+
+
+def test_bn_statistics_kept(tmp_path):
+    """The folded node keeps the BN's output statistics (mean beta, std |scale|) for data-free
+    quantization; a Mul and Add folded after it later (fold_constant_scale) update them."""
+    nodes, ins, inits = conv_model("Conv", (1, 3, 8, 8), (4, 3, 3, 3), {}, True)
+    g = build(tmp_path, nodes, ins, ["y"], inits)
+    _, after = apply(g, fold_batchnorm)
+    stats = after.nodes()[0].attrs[BN_STATS]
+    np.testing.assert_array_equal(stats["mean"], inits["beta"].astype(np.float64))
+    np.testing.assert_array_equal(stats["std"], np.abs(inits["s"]).astype(np.float64))
+    mul, add = rand(1, 4, 1, 1), rand(1, 4, 1, 1)
+    nodes[-1] = bn_node(y="u")
+    nodes += [helper.make_node("Mul", ["u", "m"], ["v"]), helper.make_node("Add", ["v", "a"], ["y"])]
+    g2 = load(save(make_model(nodes, ins, [("y", None)], {**inits, "m": mul, "a": add}), tmp_path),
+              opt_level=2)
+    (node,) = g2.nodes()
+    stats2 = node.attrs[BN_STATS]
+    np.testing.assert_allclose(stats2["mean"], inits["beta"] * mul.ravel() + add.ravel(), rtol=1e-6)
+    np.testing.assert_allclose(stats2["std"], np.abs(inits["s"] * mul.ravel()), rtol=1e-6)
