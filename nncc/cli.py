@@ -26,8 +26,10 @@ def _quant_args(p: argparse.ArgumentParser) -> None:
     p.add_argument("--quantize", choices=["int8", "int16"])
     p.add_argument("--calib", metavar="CALIB.npz", help="calibration inputs for --quantize")
     p.add_argument("--scaling", choices=["fixed", "shift", "double-shift"], default="fixed",
-                   help="requantization: int32 multiplier + shift, or power-of-two scales")
-    p.add_argument("--observer", choices=["mse", "minmax", "percentile"], default="mse",
+                   help="requantization: int32 multiplier + shift, power-of-two scales, or "
+                        "multipliers 2^-n +- 2^-m (shifts and adds only)")
+    p.add_argument("--observer", choices=["mse", "minmax", "percentile", "kl", "ksigma"],
+                   default="mse",
                    help="activation range observer used while calibrating (default: mse)")
 
 
