@@ -29,8 +29,10 @@ def _quant_args(p: argparse.ArgumentParser) -> None:
     p.add_argument("--input-range", action="append", metavar="[NAME=]LO,HI",
                    help="with --calib none: the inputs' value range (default -1,1)")
     p.add_argument("--scaling", choices=["fixed", "shift", "double-shift"], default="fixed",
-                   help="requantization: int32 multiplier + shift, or power-of-two scales")
-    p.add_argument("--observer", choices=["mse", "minmax", "percentile"], default="mse",
+                   help="requantization: int32 multiplier + shift, power-of-two scales, or "
+                        "multipliers 2^-n +- 2^-m (shifts and adds only)")
+    p.add_argument("--observer", choices=["mse", "minmax", "percentile", "kl", "ksigma"],
+                   default="mse",
                    help="activation range observer used while calibrating (default: mse)")
     p.add_argument("--int16", nargs="+", action="extend", default=[], metavar="NODE",
                    help="these nodes' outputs int16 in an int8 build")

@@ -35,14 +35,19 @@ static inline int32_t nncc_srdhm(int32_t a, int32_t b)
     return (int32_t)((ab + nudge) / ((int64_t)1 << 31)); /* C division truncates toward 0 */
 }
 
-/* x / 2^exponent rounded to nearest, ties away from zero; exponent in [0, 31].
- * TFLite RoundingDivideByPOT. */
-static inline int32_t nncc_rdbpot(int32_t x, int exponent)
+/* x / 2^exponent rounded to nearest, ties away from zero; exponent in [0, 62]. */
+static inline int64_t nncc_rdbpot64(int64_t x, int exponent)
 {
     const int64_t mask = ((int64_t)1 << exponent) - 1;
-    const int64_t remainder = (int64_t)x & mask;
+    const int64_t remainder = x & mask;
     const int64_t threshold = (mask >> 1) + (x < 0 ? 1 : 0);
-    return (int32_t)(((int64_t)x >> exponent) + (remainder > threshold ? 1 : 0));
+    return (x >> exponent) + (remainder > threshold ? 1 : 0);
+}
+
+/* The same for int32, exponent in [0, 31]. TFLite RoundingDivideByPOT. */
+static inline int32_t nncc_rdbpot(int32_t x, int exponent)
+{
+    return (int32_t)nncc_rdbpot64(x, exponent);
 }
 
 /* x * 2^shift clamped to int32; shift in [0, 31]. */
@@ -67,6 +72,23 @@ static inline int32_t nncc_shift_round(int32_t x, int32_t shift)
         return nncc_rdbpot(x, shift > 31 ? 31 : (int)shift);
     }
     return nncc_sat_lshift(x, shift < -31 ? 31 : (int)-shift);
+}
+
+/* x * 2^-n * (1 + t 2^-d) with t = sign(e), d = |e| (e = 0: x * 2^-n), rounded to nearest
+ * (ties away from zero) and saturated: the multiplier 2^-n +- 2^-(n + d) of --scaling
+ * double-shift. v = (x << d) + t x is exact in int64 (d <= 31); then a rounding right shift by
+ * n + d (<= 62), or a saturating left shift when n + d < 0. Shifts and adds only: the left shift
+ * goes through uint64_t (a signed one of a negative value is undefined). */
+static inline int32_t nncc_dshift_round(int32_t x, int32_t n, int32_t e)
+{
+    const int d = e < 0 ? (e < -31 ? 31 : (int)-e) : (e > 31 ? 31 : (int)e);
+    const int64_t xs = (int64_t)((uint64_t)(int64_t)x << d);
+    const int64_t v = e > 0 ? xs + x : (e < 0 ? xs - x : xs);
+    const int32_t r = n + d;
+    if (r >= 0) {
+        return nncc_sat_i64(nncc_rdbpot64(v, r > 62 ? 62 : (int)r));
+    }
+    return nncc_sat_lshift(nncc_sat_i64(v), r < -31 ? 31 : (int)-r);
 }
 
 /* acc -> clamp(acc * M + zp, lo, hi): the end of every quantized conv / gemm. lo and hi are the
@@ -116,6 +138,13 @@ static inline int32_t nncc_requantize64_shift(int64_t acc, int32_t shift, int32_
                                               int32_t hi)
 {
     return nncc_clamp_i64(nncc_round_shift64(acc, shift) + zp, lo, hi);
+}
+
+/* The same with a double-shift multiplier (nncc_dshift_round). */
+static inline int32_t nncc_requantize_dshift(int32_t acc, int32_t n, int32_t e, int32_t zp,
+                                             int32_t lo, int32_t hi)
+{
+    return nncc_clamp_i32(nncc_sat_i64((int64_t)nncc_dshift_round(acc, n, e) + zp), lo, hi);
 }
 
 /* Integer division rounded to nearest, ties away from zero (d > 0): average pooling. */

@@ -5,7 +5,9 @@ activations, symmetric per-output-channel weights, int32 bias with scale s_in * 
 Everything an integer kernel needs is in its attributes and constant inputs, so `reference()`
 is pure integer numpy, bit-exact with the C templates (templates/ops/*_q.c.j2):
   QConv / QGemm: acc = bias + sum((x - x_zp) * w) in int32; y = requantize(acc) per channel,
-    either (multiplier, shift) (`scaling` "fixed") or a shift alone ("shift"), plus y_zp,
+    either (multiplier, shift) (`scaling` "fixed"), a shift alone ("shift") or a double-shift
+    code ("double-shift": the multiplier input / attribute holds e, the shift n, of
+    2^-n * (1 +- 2^-|e|), nncc/quant/double_shift.py), plus y_zp,
     clamped to [act_min, act_max] -- a fused ReLU / ReLU6 is this clamp. QConv has Conv's
     in-place variants (dw_inplace, pw_inplace), with an int8 workspace: same numbers, less RAM.
     A QConv may carry a fused QAdd (attribute QADD, set by nncc/quant/fuse_qadd.py): input 5 is
@@ -58,6 +60,8 @@ def requant(op: Op, acc: np.ndarray, mult, shift, axis: int, wide: bool = False)
         return q16.requantize64(acc, np.asarray(mult, np.int64).reshape(shape), shift, zp, lo, hi, dt)
     if op.attr("scaling") == "shift":
         return fp.requantize_shift(acc, shift, zp, lo, hi, dt)
+    if op.attr("scaling") == "double-shift":
+        return fp.requantize_dshift(acc, shift, np.asarray(mult, np.int64).reshape(shape), zp, lo, hi, dt)
     return fp.requantize(acc, np.asarray(mult, np.int64).reshape(shape), shift, zp, lo, hi, dt)
 
 
@@ -68,7 +72,7 @@ def unpack(op: Op, packed, n: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """Packed int16 per channel (or None: all zero) -> (bias, multiplier, shift) int64 arrays of
     the unpacked form. As the C does it: k = p & mask (two's complement), b = (p - k) / 2^bits
     (exact), bias = b * 2^bias_shift; shift = shift_base - k for "fixed" (TFLite's sign: > 0
-    shifts left), shift_base + k for "shift" (> 0 shifts right)."""
+    shifts left), shift_base + k for "shift" and "double-shift" (> 0 shifts right)."""
     p = np.zeros(n, np.int64) if packed is None else np.asarray(packed, np.int64).reshape(n)
     bits, g = op.attr("pack_bits"), op.attr
     k = p & ((1 << bits) - 1)
@@ -119,7 +123,7 @@ class _QMixin:
         for a in ("y_zero_point", "act_min", "act_max", "scaling"):
             if self.attr(a) is None:
                 raise self.refuse(f"missing attribute {a} (made only by nncc/quant/rewrite.py)")
-        if self.attr("scaling") not in ("fixed", "shift"):
+        if self.attr("scaling") not in ("fixed", "shift", "double-shift"):
             raise self.refuse(f"scaling={self.attr('scaling')!r}")
         if self.attr("pack_bits") is not None:
             if any(self.attr(a) is None for a in PACK_ATTRS):
@@ -266,7 +270,8 @@ class QGemm(_QMixin, Op):
 class QAdd(_QMixin, Op):
     """y = a + b for int8 operands of one shape and their own scales (TFLite int8 Add).
     fixed: a' = mul_qm((a - za) << 20, m_a, s_a), the same for b, y = mul_qm(a' + b', m_y, s_y).
-    shift: a' = (a - za) << l_a, b' = (b - zb) << l_b, y = shift_round(a' + b', s_y)."""
+    shift: a' = (a - za) << l_a, b' = (b - zb) << l_b, y = shift_round(a' + b', s_y).
+    double-shift: as fixed, each mul_qm(v, m, s) a dshift_round(v, s, m)."""
     template = "ops/add_q.c.j2"
     accepts_activation = True
     inplace_inputs = (0, 1)  # add_q.c.j2 reads both operands at i before writing y0[i]
@@ -296,6 +301,12 @@ class QAdd(_QMixin, Op):
                                         g("y_zero_point"), g("act_min"), g("act_max"),
                                         np.dtype(g("y_dtype", "int8")))]
         ls = g("left_shift", 20)  # 15 with an int16 operand: |v| <= 2^16 stays in int32
+        if g("scaling") == "double-shift":
+            sa = fp.dshift_round(va << ls, g("a_shift"), g("a_mult"))
+            sb = fp.dshift_round(vb << ls, g("b_shift"), g("b_mult"))
+            s = fp.clamp(sa.astype(np.int64) + sb, fp.INT32_MIN, fp.INT32_MAX)
+            return [fp.requantize_dshift(s, g("y_shift"), g("y_mult"), g("y_zero_point"),
+                                         g("act_min"), g("act_max"), np.dtype(g("y_dtype", "int8")))]
         sa = fp.multiply_by_quantized_multiplier(va << ls, g("a_mult"), g("a_shift"))
         sb = fp.multiply_by_quantized_multiplier(vb << ls, g("b_mult"), g("b_shift"))
         s = fp.clamp(sa.astype(np.int64) + sb, fp.INT32_MIN, fp.INT32_MAX)

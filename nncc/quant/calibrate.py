@@ -5,9 +5,10 @@ The graph is the one the float build compiles (after -O2: BatchNorm folded, acti
 so a Conv's recorded range is that of its output *after* its fused ReLU -- the range the int8
 tensor must hold. Observers see each sample's tensor in turn and give a (lo, hi) range:
 `minmax` (TFLite's default), `percentile` (clips the rare outliers that waste int8 steps on
-long-tailed activations) or `mse` (the clipping that minimises the int8 rounding + clipping
-error over the values seen). Bad calibration data is refused with one clear error naming the
-input or tensor at fault.
+long-tailed activations), `mse` (the clipping that minimises the int8 rounding + clipping
+error over the values seen), `kl` (TensorRT's entropy calibration, calibrate_kl.py) or `ksigma`
+(mean +- k standard deviations). Bad calibration data is refused with one clear error naming
+the input or tensor at fault.
 """
 from __future__ import annotations
 
@@ -18,6 +19,7 @@ import numpy as np
 from ..errors import UsageError
 from ..ir import Graph
 from ..reference import run_reference
+from .calibrate_kl import kl_range
 
 
 class MinMax:
@@ -90,7 +92,53 @@ def mse_int8(v: np.ndarray, lo: float, hi: float) -> float:
     return float(np.mean(((q - zp) * scale - v) ** 2))
 
 
-OBSERVERS = {"minmax": MinMax, "percentile": Percentile, "mse": MSE}
+class KSigma:
+    """mean +- K standard deviations, clipped to the observed min/max. The statistics leave out
+    exact zeros (a ReLU's output is mostly zeros, which the zero point holds exactly; counting
+    them shrinks the mean and sigma and clips the informative values). A ReLU output keeps
+    lo = 0 (mean - K sigma < 0 is clipped to its minimum, and act_params always covers 0).
+    K = 8: the MSE-optimal 8-bit clip of a Laplace distribution (Banner et al., ACIQ, 2019:
+    11.16 b = 7.9 sigma); post-ReLU activations are long-tailed like it, and the Gaussian optimum
+    (~4 sigma) clips them badly. Measured on the MNIST fixtures, logit SQNR (cnn_bn / dsnet):
+    K = 4: 24.4 / 19.2 dB, 6: 38.6 / 29.7, 7: 38.8 / 27.9, 8: 39.0 / 32.2, 10 and up: min/max's
+    39.0 / 29.9. Streaming float64 sums: no values kept."""
+
+    K = 8.0
+
+    def __init__(self, k: float | None = None):
+        self.k = self.K if k is None else k
+        self.n, self.s1, self.s2 = 0, 0.0, 0.0
+        self.lo, self.hi = np.inf, -np.inf
+
+    def update(self, x: np.ndarray) -> None:
+        v = np.asarray(x, np.float64).ravel()
+        self.lo, self.hi = min(self.lo, float(v.min())), max(self.hi, float(v.max()))
+        v = v[v != 0]
+        self.n += v.size
+        self.s1 += float(v.sum())
+        self.s2 += float(v @ v)
+
+    def range(self) -> tuple[float, float]:
+        if self.n == 0:
+            return self.lo, self.hi
+        mean = self.s1 / self.n
+        sigma = np.sqrt(max(self.s2 / self.n - mean * mean, 0.0))
+        return max(self.lo, mean - self.k * sigma), min(self.hi, mean + self.k * sigma)
+
+
+class KL(MSE):
+    """TensorRT's entropy calibration (calibrate_kl.kl_range) over the values seen (kept as MSE
+    keeps them, with the exact min/max)."""
+
+    def __init__(self, keep: int = 1 << 14):
+        super().__init__(keep=keep)
+
+    def range(self) -> tuple[float, float]:
+        return kl_range(np.concatenate(self.values), self.lo, self.hi)
+
+
+OBSERVERS = {"minmax": MinMax, "percentile": Percentile, "mse": MSE, "kl": KL,
+             "ksigma": KSigma}
 
 
 def check_samples(g: Graph, samples: list[dict]) -> None:

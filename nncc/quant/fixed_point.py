@@ -9,6 +9,8 @@ the left shift of a multiplier > 1 saturates instead of overflowing (undefined i
 `--scaling shift` does not round multipliers after the fact (that costs tens of accuracy points):
 calibration picks every weight and activation scale as a power of two, so that
 s_in * s_w / s_out = 2^-n exactly and requantization is one rounding shift, no multiply.
+`--scaling double-shift` (quant/double_shift.py): multipliers 2^-n * (1 +- 2^-d), applied as
+((x << d) +- x) rounded-shifted right by n + d in int64 (dshift_round): shifts and one add.
 """
 from __future__ import annotations
 
@@ -73,13 +75,16 @@ def sat_rounding_doubling_high_mul(a, b) -> np.ndarray:
     return res.astype(np.int32)
 
 
-def rounding_divide_by_pot(x, exponent) -> np.ndarray:
-    """x / 2^exponent rounded to nearest, ties away from zero; exponent in [0, 31]."""
+def _rdbpot64(x, exponent) -> np.ndarray:
+    """int64 x / 2^exponent rounded to nearest, ties away from zero; exponent in [0, 62]."""
     x, e = _i64(x), _i64(exponent)
     mask = (np.int64(1) << e) - 1
-    remainder = x & mask
-    threshold = (mask >> 1) + (x < 0)
-    return ((x >> e) + (remainder > threshold)).astype(np.int32)
+    return (x >> e) + ((x & mask) > (mask >> 1) + (x < 0))
+
+
+def rounding_divide_by_pot(x, exponent) -> np.ndarray:
+    """x / 2^exponent rounded to nearest, ties away from zero; exponent in [0, 31]."""
+    return _rdbpot64(x, exponent).astype(np.int32)
 
 
 def saturating_left_shift(x, shift) -> np.ndarray:
@@ -104,6 +109,19 @@ def shift_round(x, shift) -> np.ndarray:
     right = rounding_divide_by_pot(x, np.clip(shift, 0, 31))
     left = saturating_left_shift(x, np.clip(-shift, 0, 31))
     return np.where(shift >= 0, right, left).astype(np.int32)
+
+
+def dshift_round(x, n, e) -> np.ndarray:
+    """x * 2^-n * (1 + sign(e) 2^-|e|) rounded to nearest, ties away from zero, saturated to
+    int32 (e = 0: x * 2^-n): v = (x << d) + sign(e) x exactly in int64 (d = |e| <= 31), then a
+    rounding right shift by n + d (clamped to 62), or a saturating left shift below 0."""
+    x, n, e = _i64(x), _i64(n), _i64(e)
+    d = np.minimum(np.abs(e), 31)
+    v = (x << d) + np.sign(e) * x
+    r = np.clip(n + d, -31, 62)
+    right = _rdbpot64(v, np.maximum(r, 0))
+    left = np.clip(v, INT32_MIN, INT32_MAX) << np.maximum(-r, 0)
+    return np.clip(np.where(r >= 0, right, left), INT32_MIN, INT32_MAX).astype(np.int32)
 
 
 def div_round(n, d) -> np.ndarray:
@@ -134,6 +152,11 @@ def requantize(acc, multiplier, shift, zero_point: int, lo: int, hi: int,
 
 def requantize_shift(acc, shift, zero_point: int, lo: int, hi: int, dtype=np.int8) -> np.ndarray:
     v = _i64(shift_round(acc, shift)) + zero_point
+    return clamp(v, lo, hi).astype(dtype)
+
+
+def requantize_dshift(acc, n, e, zero_point: int, lo: int, hi: int, dtype=np.int8) -> np.ndarray:
+    v = _i64(dshift_round(acc, n, e)) + zero_point
     return clamp(v, lo, hi).astype(dtype)
 
 

@@ -13,8 +13,8 @@ class QuantOptions:
     precision: str = "int8"
     samples: list[dict] = field(default_factory=list)  # calibration inputs (npzio.split_samples)
     arrays: dict | None = None  # or the raw arrays of a CALIB.npz, split against the model's inputs
-    scaling: str = "fixed"      # fixed | shift
-    observer: str = "mse"       # calibrate.OBSERVERS (mse measured best: tests/quant/test_accuracy.py)
+    scaling: str = "fixed"      # fixed | shift | double-shift
+    observer: str = "mse"       # calibrate.OBSERVERS (mse the most robust: fixtures/quant/RESULTS.md)
     progress: bool = False      # a progress bar on stderr while calibrating
     packed: bool = True         # QConv / QGemm bias + requantization in 2 bytes per channel
     fuse_add: bool = True       # QConv -> QAdd fused into one QConv (quant/fuse_qadd.py)
@@ -38,8 +38,10 @@ def quantize(g: Graph, opts: QuantOptions) -> Graph:
     if opts.precision == "int16" and (opts.int16 or opts.target_sqnr is not None):
         raise UsageError("--int16 / --target-sqnr raise layers of an int8 build: use them with "
                          "--quantize int8")
-    if opts.scaling not in ("fixed", "shift"):
-        raise UsageError(f"--scaling {opts.scaling} is not available yet (fixed, shift)")
+    if opts.scaling not in ("fixed", "shift", "double-shift"):
+        raise UsageError(f"unknown --scaling {opts.scaling} (fixed, shift, double-shift)")
+    if opts.scaling == "double-shift" and opts.mixed:
+        raise UsageError("--scaling double-shift is for int8 builds (no int16 or float layers)")
     if any(t.quant is not None for t in g.tensors.values()):  # imported by quant/import_qdq.py
         raise UsageError("the model is already quantized (QDQ / QLinear nodes): compile it "
                          "without --quantize; its own scales are used")

@@ -9,6 +9,8 @@ The scheme is TFLite's int8 one, so our numbers can be compared with TFLite / CM
   (`scaling="fixed"`: multiplier + shift) or, with `scaling="shift"`, by a shift alone: every
   activation and weight scale is then chosen here as a power of two, so s_in * s_w / s_out is
   exactly 2^-n (choosing the scales, not rounding multipliers afterwards, is what keeps accuracy);
+  `scaling="double-shift"` raises output (and, unpacked, weight) scales by < 1.2x so that it
+  is exactly 2^-n +- 2^-m (quant/double_shift.py);
 - by default (packed=True) a QConv / QGemm stores bias and requantization in one int16 per
   output channel (nncc/ops/quantized.py): channel weight scales are the layer's times 2^-k
   (packed_scales), the layer's multiplier is an attribute, the bias keeps 12-16 bits -- 2 bytes
@@ -33,6 +35,7 @@ from ..errors import UnsupportedOp
 from ..ir import Graph, Node, QuantParams, TensorInfo, verify
 from ..ops import FUSED_ACTIVATION, make_op
 from ..passes._util import fresh_name, sole_consumer
+from . import double_shift
 from . import fixed_point as fp
 from .int16 import BIAS_LIMIT
 
@@ -69,10 +72,7 @@ def weight_params(w: np.ndarray, scaling: str, packed: bool = False
     channel c's scale is the layer's scale (that of its widest channel) times 2^-k[c], k[c] in
     [0, MAX_K]: the largest such that the channel's range still fits, so at most one bit of
     the channel's int8 range is lost, and its requantization is the layer's shifted by k[c]."""
-    flat = np.asarray(w, np.float64).reshape(w.shape[0], -1)
-    maxabs = np.abs(flat).max(axis=1)
-    layer = maxabs.max() if maxabs.max() > 0 else 127.0
-    maxabs = np.where(maxabs > 0, maxabs, layer)
+    flat, maxabs, layer = channel_ranges(w)
     if scaling == "shift":
         exps = np.array([fp.pot_exponent(m / 127.0) for m in maxabs])
         k = np.clip(exps.max() - exps, 0, MAX_K) if packed else np.zeros(len(exps), np.int64)
@@ -85,12 +85,21 @@ def weight_params(w: np.ndarray, scaling: str, packed: bool = False
     return q.reshape(w.shape), scales, k.astype(np.int64)
 
 
-def packed_scales(flat: np.ndarray, maxabs: np.ndarray, layer: float):
+def channel_ranges(w: np.ndarray) -> tuple[np.ndarray, np.ndarray, float]:
+    """(w as float64 channels x rest, each channel's max |w| (a zero channel: the layer's),
+    the layer's max |w| (127 when all zero))."""
+    flat = np.asarray(w, np.float64).reshape(w.shape[0], -1)
+    maxabs = np.abs(flat).max(axis=1)
+    layer = maxabs.max() if maxabs.max() > 0 else 127.0
+    return flat, np.where(maxabs > 0, maxabs, layer), layer
+
+
+def packed_scales(flat: np.ndarray, maxabs: np.ndarray, layer: float, factors=None):
     """-> (scales, k) of the packed form for `fixed`: the layer scale is layer / 127 times the
-    factor in [1, 2) (16 candidates) that minimises the layer's weight rounding error; each
-    channel then takes the finest scale 2^-k below it that still covers its range."""
+    factor in [1, 2) (16 candidates, or `factors`) that minimises the layer's weight rounding
+    error; each channel then takes the finest scale 2^-k below it that still covers its range."""
     best = None
-    for t in 2.0 ** (np.arange(16) / 16):
+    for t in 2.0 ** (np.arange(16) / 16) if factors is None else factors:
         s_layer = layer / 127.0 * t
         k = np.clip(np.floor(np.log2(s_layer * 127.0 / maxabs)), 0, MAX_K).astype(np.int64)
         scales = s_layer * 2.0 ** -k
@@ -122,8 +131,8 @@ def clamp_bounds(node: Node, qp: QuantParams, qmin: int = QMIN, qmax: int = QMAX
 
 class Rewriter:
     def __init__(self, g: Graph, ranges: dict, scaling: str = "fixed", packed: bool = True):
-        if scaling not in ("fixed", "shift"):
-            raise UnsupportedOp(f"--scaling {scaling} (fixed and shift are implemented)")
+        if scaling not in ("fixed", "shift", "double-shift"):
+            raise UnsupportedOp(f"--scaling {scaling} (fixed, shift, double-shift are implemented)")
         self.src, self.ranges, self.scaling, self.packed = g, ranges, scaling, packed
         self.g = Graph(g.name)
         self.absorbed: set[str] = set()
@@ -197,6 +206,9 @@ class Rewriter:
             e_in, e_out = np.log2(s_in), np.log2(s_out)
             shift = np.rint(e_out - e_in - np.log2(s_w)).astype(np.int64)  # exact: all powers of 2
             return [bias_in, "", self.const(f"{name}_shift", np.clip(shift, -31, 31), "int8")]
+        if self.scaling == "double-shift":  # exact: scales chosen on the grid
+            n, e = double_shift.encode_all(s_in * s_w / s_out)
+            return [bias_in, self.const(f"{name}_mult", e, "int8"), self.const(f"{name}_shift", n, "int8")]
         mult, shift = fp.quantize_multipliers(s_in * s_w / s_out)
         return [bias_in, self.const(f"{name}_mult", mult, "int32"),
                 self.const(f"{name}_shift", shift, "int8")]
@@ -209,6 +221,8 @@ class Rewriter:
         s_layer = float(s_w[0] * 2.0 ** k[0])  # the same for every channel
         if self.scaling == "shift":
             mult, base = 0, int(np.rint(np.log2(s_out) - np.log2(s_in) - np.log2(s_layer)))
+        elif self.scaling == "double-shift":
+            base, mult = double_shift.encode(s_in * s_layer / s_out)
         else:
             mult, base = fp.quantize_multiplier(s_in * s_layer / s_out)
             k = np.minimum(k, base + 31)  # channels this small are 0 anyway; keep the shift legal
@@ -229,9 +243,12 @@ class Rewriter:
         """(int8 weights, [bias / requantization constants], extra attributes) of a QConv / QGemm."""
         # int16 input: never packed (ops/quantized.py), but the int8 build's weights and scales
         wide = self.g.tensors[x].dtype == "int16"
-        wq, s_w, k = weight_params(w, self.scaling, self.packed)
-        wname = self.const(f"{w_name}_q", wq, "int8")
         s_in = self.qp(x).scale[0]
+        if self.scaling == "double-shift":
+            wq, s_w, k = double_shift.weight_params(w, s_in, s_out, self.packed)
+        else:
+            wq, s_w, k = weight_params(w, self.scaling, self.packed)
+        wname = self.const(f"{w_name}_q", wq, "int8")
         if self.packed and not wide:
             extra, attrs = self.packed_inputs(name, s_in, s_w, k, s_out, bias)
             return wname, extra, attrs
@@ -252,6 +269,8 @@ class Rewriter:
         self.need_int8(node, x)
         out = node.outputs[0]
         qp_out = self.act(out)
+        if self.scaling == "double-shift":
+            qp_out = double_shift.raise_output(qp_out, self.src.const(w), self.qp(x), self.packed)
         wname, extra, pack = self.requant_consts(node.name, w, x, self.src.const(w), qp_out.scale[0],
                                                  self.src.const(b) if b else None)
         attrs = {k: v for k, v in node.attrs.items() if k != FUSED_ACTIVATION}
@@ -300,6 +319,8 @@ class Rewriter:
         self.need_int8(node, a)
         out = last.outputs[0]
         qp_out = self.act(out)
+        if self.scaling == "double-shift":
+            qp_out = double_shift.raise_output(qp_out, w, self.qp(a), self.packed)
         wname, extra, pack = self.requant_consts(node.name, node.inputs[1], a, w, qp_out.scale[0],
                                                  bias)
         attrs = {**self.quant_attrs(last, a, qp_out), **pack}
@@ -311,18 +332,26 @@ class Rewriter:
             self.need_int8(node, t)
         out = node.outputs[0]
         qp_out = self.act(out)
-        self.emit(Node(node.name, "QAdd", [a, b], [out], self.add_attrs(node, a, b, qp_out)), qp_out)
+        attrs, qp_out = self.add_attrs(node, a, b, qp_out)
+        self.emit(Node(node.name, "QAdd", [a, b], [out], attrs), qp_out)
 
-    def add_attrs(self, node: Node, a: str, b: str, qp_out: QuantParams) -> dict:
-        """QAdd's attributes (also QSub's, nncc/quant/rewrite_more.py)."""
+    def add_attrs(self, node: Node, a: str, b: str, qp_out: QuantParams
+                  ) -> tuple[dict, QuantParams]:
+        """QAdd's attributes (also QSub's, nncc/quant/rewrite_more.py) and its output's
+        parameters (double-shift raises the output scale)."""
         sa, sb, so = self.qp(a).scale[0], self.qp(b).scale[0], qp_out.scale[0]
+        if self.scaling == "double-shift":  # output scale raised so its requantization is exact
+            ds_attrs, so = double_shift.add_params(sa, sb, so)
+            qp_out = QuantParams((float(np.float32(so)),), qp_out.zero_point)
         attrs = self.quant_attrs(node, a, qp_out)
         attrs.update(a_zero_point=self.qp(a).zero_point[0], b_zero_point=self.qp(b).zero_point[0])
         # operands << left_shift in int32: 20 for int8 (TFLite's), 15 when one is int16
         ls = 15 if "int16" in (self.g.tensors[a].dtype, self.g.tensors[b].dtype) else 20
         if ls != 20:
             attrs["left_shift"] = ls
-        if self.scaling == "shift":
+        if self.scaling == "double-shift":
+            attrs.update(ds_attrs)
+        elif self.scaling == "shift":
             ea, eb, eo = (int(np.rint(np.log2(s))) for s in (sa, sb, so))
             e = min(ea, eb)
             attrs.update(a_mult=0, a_shift=ea - e, b_mult=0, b_shift=eb - e, y_mult=0,
@@ -332,7 +361,7 @@ class Rewriter:
             (ma, sha), (mb, shb) = fp.quantize_multiplier(sa / twice), fp.quantize_multiplier(sb / twice)
             my, shy = fp.quantize_multiplier(twice / ((1 << ls) * so))
             attrs.update(a_mult=ma, a_shift=sha, b_mult=mb, b_shift=shb, y_mult=my, y_shift=shy)
-        return attrs
+        return attrs, qp_out
 
     def pool(self, node: Node) -> None:
         x = node.inputs[0]

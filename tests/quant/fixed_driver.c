@@ -40,6 +40,19 @@ void t_requantize_shift(const int32_t *x, const int32_t *s, int32_t zp, int32_t 
     for (i = 0; i < n; ++i) y[i] = nncc_requantize_shift(x[i], s[i], zp, lo, hi);
 }
 
+void t_dshift_round(const int32_t *x, const int32_t *n, const int32_t *e, int32_t *y, int c)
+{
+    int i;
+    for (i = 0; i < c; ++i) y[i] = nncc_dshift_round(x[i], n[i], e[i]);
+}
+
+void t_requantize_dshift(const int32_t *x, const int32_t *n, const int32_t *e, int32_t zp, int32_t lo,
+                         int32_t hi, int32_t *y, int c)
+{
+    int i;
+    for (i = 0; i < c; ++i) y[i] = nncc_requantize_dshift(x[i], n[i], e[i], zp, lo, hi);
+}
+
 void t_div_round(const int32_t *x, int32_t d, int32_t *y, int n)
 {
     int i;

@@ -1,7 +1,8 @@
 """Top-1 accuracy of int8 builds of trained models on real held-out data (acceptance item 1 of
 the quantization issue): the float C build, our int8 builds (`--scaling fixed` per-channel,
-`--scaling shift`) and onnxruntime's quantize_static (QDQ, per-channel, the same calibration
-samples) run in onnxruntime. Three datasets, two models each (a plain CNN with BatchNorm, a
+`--scaling shift`, `--scaling double-shift`, and `fixed` with the kl observer) and onnxruntime's
+quantize_static (QDQ, per-channel, the same calibration samples) run in onnxruntime. A slow sweep
+adds every observer and scaling. Three datasets, two models each (a plain CNN with BatchNorm, a
 MobileNet-style depthwise-separable net with ReLU6): MNIST digits, scikit-learn's 8x8 digits and
 the JapaneseVowels speaker features (1-D convolutions). The models and splits are fixtures made
 by tests/fixtures/quant/train*.py (README.md there); no training framework is needed here.
@@ -18,6 +19,7 @@ import pytest
 from nncc.compiler import compile_model
 from nncc.host import HostModel
 from nncc.npzio import load_npz, split_samples
+from nncc.quant.calibrate import OBSERVERS
 from nncc.quant.quantize import QuantOptions, host_codec
 from nncc.table import format_table
 from tests.quant.qutil import check_exact, sqnr_db
@@ -28,7 +30,14 @@ QDIR = FIXTURES / "quant"
 # a model `DATASET_KIND` is judged on DATASET_heldout.npz and calibrated on DATASET_calib.npz.
 FLOAT_FLOOR = {"mnist": 94.0, "digits": 97.0, "vowels": 97.0}
 MODELS = [f"{d}_{kind}" for d in FLOAT_FLOOR for kind in ("cnn_bn", "dsnet")]
-MAX_DROP = {"fixed": 0.5, "shift": 1.5}  # top-1 points vs the float build
+# int8 builds measured by default: name -> QuantOptions fields (observer mse unless given)
+VARIANTS = {"fixed": {"scaling": "fixed"}, "shift": {"scaling": "shift"},
+            "double-shift": {"scaling": "double-shift"}, "kl": {"scaling": "fixed", "observer": "kl"}}
+MAX_DROP = {"fixed": 0.5, "shift": 1.5, "double-shift": 1.0, "kl": 0.5}  # top-1 points vs float
+# The issue's bounds are for fixed and shift. For the other variants, a bound below 2 samples is
+# not measurable on 370 utterances: vowels_dsnet holds two float near-ties (RESULTS.md) that any
+# small change of scales may flip, so their bound is at least 2 samples.
+MIN_DROP_SAMPLES = {"double-shift": 2, "kl": 2}
 # How far our fixed-point build may trail onnxruntime's QDQ build, in top-1 and in agreement with
 # float: 0.3 points, rounded up to whole held-out samples (one sample is 100 / N points): 3 of
 # MNIST's 1000, 3 of the 797 digits, 2 of the 370 utterances. Each int8 build here classifies up
@@ -84,7 +93,7 @@ def dataset(name: str) -> str:
     return name.split("_")[0]
 
 
-def measure(name: str, tmp_path) -> dict:
+def measure(name: str, tmp_path, variants: dict = VARIANTS, ort: bool = True) -> dict:
     path = QDIR / f"{name}.onnx"
     xc, _ = data(f"{dataset(name)}_calib")
     x, y = data(f"{dataset(name)}_heldout")
@@ -92,14 +101,15 @@ def measure(name: str, tmp_path) -> dict:
     logits = {"float": c_logits(res.out_dir, res.report, x)}
     calib, _ = split_samples({"x": xc}, res.report["inputs"])
     row = {}
-    for scaling in ("fixed", "shift"):
-        q = compile_model(path, tmp_path / scaling, force=True,
-                          quant=QuantOptions(samples=calib, scaling=scaling))
-        logits[scaling] = c_logits(q.out_dir, q.report, x)
+    for key, opts in variants.items():
+        q = compile_model(path, tmp_path / key.replace(", ", "_"), force=True,
+                          quant=QuantOptions(samples=calib, **opts))
+        logits[key] = c_logits(q.out_dir, q.report, x)
         # and the C equals the integer reference bit for bit (1-D int8 kernels for the vowels)
         check_exact(q, split_samples({"x": x[:N_EXACT]}, q.report["inputs"])[0])
-        row[f"{scaling}_weights"] = q.report["weights_bytes"] / res.report["weights_bytes"]
-    logits["ort_qdq"] = ort_qdq_logits(path, tmp_path, xc, x)
+        row[f"{key}_weights"] = q.report["weights_bytes"] / res.report["weights_bytes"]
+    if ort:
+        logits["ort_qdq"] = ort_qdq_logits(path, tmp_path, xc, x)
     ref = logits["float"]
     row["n"] = len(y)
     for k, v in logits.items():  # correct samples, samples classified as float does, logit SQNR
@@ -116,13 +126,13 @@ def results(tmp_path_factory):
     def cell(r, k):
         return (f"{pct(r, k):.2f} ({r[k] - r['float']:+d}; "
                 f"agree {pct(r, k + '_agree'):.1f}; {r[k + '_sqnr']:.1f} dB)")
-    table = [[n, r["n"], f"{pct(r, 'float'):.2f}", *(cell(r, k) for k in ("fixed", "shift", "ort_qdq")),
-              f"{r['fixed_weights']:.3f} / {r['shift_weights']:.3f}"] for n, r in rows.items()]
+    table = [[n, r["n"], f"{pct(r, 'float'):.2f}", *(cell(r, k) for k in [*VARIANTS, "ort_qdq"]),
+              f"{r['fixed_weights']:.3f}"] for n, r in rows.items()]
     print("\ntop-1 % on the held-out split of N samples (change vs the float C build in samples, "
           "100/N points each; % of samples classified as the float build does; SQNR of the "
           "logits vs float)")
-    print(format_table(["model", "N", "float", "int8 fixed", "int8 shift", "onnxruntime QDQ int8",
-                        "weights int8/float (fixed / shift)"], table))
+    print(format_table(["model", "N", "float", *(f"int8 {k}" for k in VARIANTS),
+                        "onnxruntime QDQ int8", "weights int8/float"], table))
     return rows
 
 
@@ -136,12 +146,13 @@ def pct(r: dict, key: str) -> float:
     return 100.0 * r[key] / r["n"]
 
 
-@pytest.mark.parametrize("scaling", ["fixed", "shift"])
+@pytest.mark.parametrize("variant", list(VARIANTS))
 @pytest.mark.parametrize("name", MODELS)
-def test_int8_accuracy_drop(results, name, scaling):
+def test_int8_accuracy_drop(results, name, variant):
     r = results[name]
     assert pct(r, "float") > FLOAT_FLOOR[dataset(name)], r
-    assert pct(r, "float") - pct(r, scaling) <= MAX_DROP[scaling] + 1e-9, r
+    bound = max(MAX_DROP[variant], 100.0 * MIN_DROP_SAMPLES.get(variant, 0) / r["n"])
+    assert pct(r, "float") - pct(r, variant) <= bound + 1e-9, r
 
 
 @pytest.mark.parametrize("name", MODELS)
@@ -153,3 +164,23 @@ def test_fixed_matches_onnxruntime_qdq(results, name):
     r = results[name]
     tol = ort_tolerance(r["n"])
     assert r["fixed"] >= r["ort_qdq"] - tol and r["fixed_agree"] >= r["ort_qdq_agree"] - tol, r
+
+
+SWEEP = {**{f"{obs}, fixed": {"observer": obs} for obs in OBSERVERS},
+         **{f"mse, {sc}": {"scaling": sc} for sc in ("shift", "double-shift")},
+         **{f"mse, {sc}, unpacked": {"scaling": sc, "packed": False} for sc in ("fixed", "double-shift")}}
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("name", MODELS)
+def test_observer_and_scaling_sweep(tmp_path, name):
+    """Every observer (fixed scaling) and every scaling (mse), top-1 and logit SQNR: the rows
+    of RESULTS.md. Within the fixed build's bounds: every observer and double-shift."""
+    r = measure(name, tmp_path, SWEEP, ort=False)
+    rows = [[k, f"{pct(r, k):.2f}", f"{pct(r, k + '_agree'):.1f}", f"{r[k + '_sqnr']:.1f}",
+             f"{r[k + '_weights']:.4f}"] for k in SWEEP]
+    print(f"\n{name}: float top-1 {pct(r, 'float'):.2f}")
+    print(format_table(["observer, scaling", "top-1", "agree", "logit SQNR dB", "weights"], rows))
+    for k in SWEEP:
+        bound = max(1.0 if "double-shift" in k else 0.5, 200.0 / r["n"])  # >= 2 samples, as above
+        assert pct(r, "float") - pct(r, k) <= bound + 1e-9, (k, r)

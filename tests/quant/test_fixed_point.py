@@ -35,6 +35,9 @@ def clib(tmp_path_factory):
                           int32_t, int32_t *, int);
         void t_requantize_shift(const int32_t *, const int32_t *, int32_t, int32_t, int32_t,
                                 int32_t *, int);
+        void t_dshift_round(const int32_t *, const int32_t *, const int32_t *, int32_t *, int);
+        void t_requantize_dshift(const int32_t *, const int32_t *, const int32_t *, int32_t,
+                                 int32_t, int32_t, int32_t *, int);
         void t_div_round(const int32_t *, int32_t, int32_t *, int);
         void t_quantize(const float *, float, int32_t, int32_t *, int);
         void t_dequantize(const int32_t *, float, int32_t, float *, int);
@@ -136,6 +139,31 @@ def test_shift_round(clib):
     # a power-of-two multiplier is an exact shift: same numbers as the real product rounded
     small = rng.integers(-(2 ** 20), 2 ** 20, 1000)
     np.testing.assert_array_equal(fp.shift_round(small, 3), np.sign(small) * np.floor(np.abs(small) / 8 + 0.5))
+
+
+def test_dshift_round(clib):
+    rng = np.random.default_rng(8)
+    x = np.concatenate([np.repeat(EDGES, 60), rand_i32(rng, 30000)]).astype(np.int32)
+    n = np.concatenate([np.tile(np.arange(-35, 65, 5), 3 * len(EDGES)), rng.integers(-33, 66, 30000)])
+    e = np.concatenate([np.repeat(np.arange(-31, 32, 21), 20 * len(EDGES)), rng.integers(-33, 34, 30000)])
+    n, e = n.astype(np.int32), e.astype(np.int32)
+    np.testing.assert_array_equal(call(clib, "dshift_round", x, n, e), fp.dshift_round(x, n, e))
+    for zp, lo, hi in [(0, -128, 127), (-128, -128, 127), (3, 3, 100)]:
+        np.testing.assert_array_equal(call(clib, "requantize_dshift", x, n, e, zp, lo, hi),
+                                      fp.requantize_dshift(x, n, e, zp, lo, hi, np.int32))
+
+
+def test_dshift_round_is_the_exact_product_rounded():
+    """Against exact rational arithmetic: round(x * (2^-n + sign(e) 2^-(n+|e|))), ties away."""
+    from fractions import Fraction
+    rng = np.random.default_rng(9)
+    x = rand_i32(rng, 3000)
+    n, e = rng.integers(-3, 40, 3000), rng.integers(-30, 31, 3000)
+    got = fp.dshift_round(x, n, e)
+    for xi, ni, ei, g in zip(x.tolist(), n.tolist(), e.tolist(), got.tolist()):
+        real = Fraction(xi) * Fraction(2) ** -ni * (1 + (Fraction(2) ** -abs(ei) * (1 if ei > 0 else -1) if ei else 0))
+        want = (1 if real >= 0 else -1) * int(abs(real) + Fraction(1, 2))
+        assert g == max(min(want, 2 ** 31 - 1), -(2 ** 31)), (xi, ni, ei)
 
 
 def test_div_round(clib):

@@ -58,7 +58,8 @@ def fused_nodes(g):
     return [n for n in g.nodes() if n.op == "QConv" and QADD in n.attrs]
 
 
-@pytest.mark.parametrize("scaling,packed", [("fixed", True), ("shift", True), ("fixed", False)])
+@pytest.mark.parametrize("scaling,packed", [("fixed", True), ("shift", True), ("fixed", False),
+                                            ("double-shift", True), ("double-shift", False)])
 @pytest.mark.parametrize("conv_first", [True, False])
 @pytest.mark.parametrize("relu,proj", [(True, False), (False, False), (True, True)])
 def test_block_exact(tmp_path, scaling, packed, conv_first, relu, proj):
@@ -83,7 +84,7 @@ def reference_pair(model_path, calib, test, scaling="fixed"):
     return outs
 
 
-@pytest.mark.parametrize("scaling", ["fixed", "shift"])
+@pytest.mark.parametrize("scaling", ["fixed", "shift", "double-shift"])
 def test_fused_reference_equals_unfused(tmp_path, scaling):
     path, xs = block(tmp_path, True, True)
     (gf, fused), (gu, unfused) = reference_pair(path, samples(xs, 6, 0), samples(xs, 4, 1), scaling)
@@ -101,7 +102,7 @@ def ic_inputs(n, seed):
     return [{iname: rng.uniform(0.0, 1.0, (1, 3, 32, 32)).astype(np.float32)} for _ in range(n)]
 
 
-@pytest.mark.parametrize("scaling", ["fixed", "shift"])
+@pytest.mark.parametrize("scaling", ["fixed", "shift", "double-shift"])
 def test_mlperf_ic_int8_fused(tmp_path, scaling):
     """int8 ResNet-8: every residual Add fused; C == reference; the fused graph's reference ==
     the unfused one's; arena < TFLM's 49,152 B."""

@@ -81,7 +81,8 @@ def run(tmp_path, path, xs, **kw):
 
 
 @pytest.mark.parametrize("tail", [False, True])
-@pytest.mark.parametrize("scaling,packed", [("fixed", True), ("shift", True), ("fixed", False)])
+@pytest.mark.parametrize("scaling,packed", [("fixed", True), ("shift", True), ("fixed", False),
+                                            ("double-shift", True), ("double-shift", False)])
 @pytest.mark.parametrize("name", sorted(CASES))
 def test_inplace_q_equals_integer_reference(tmp_path, name, scaling, packed, tail):
     xs, c, ws, attrs, bias, act, kernel = CASES[name]

@@ -73,7 +73,7 @@ def samples(shape, n, scale=1.0, seed=1):
     return [{"x": (rng.standard_normal(shape) * scale).astype(np.float32)} for _ in range(n)]
 
 
-@pytest.mark.parametrize("scaling", ["fixed", "shift"])
+@pytest.mark.parametrize("scaling", ["fixed", "shift", "double-shift"])
 @pytest.mark.parametrize("name", sorted(MODELS))
 def test_c_equals_integer_reference(tmp_path, name, scaling):
     path = model(tmp_path, name)
