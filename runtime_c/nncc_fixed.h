@@ -39,10 +39,13 @@ static inline int32_t nncc_srdhm(int32_t a, int32_t b)
  * TFLite RoundingDivideByPOT. */
 static inline int32_t nncc_rdbpot(int32_t x, int exponent)
 {
-    const int64_t mask = ((int64_t)1 << exponent) - 1;
-    const int64_t remainder = (int64_t)x & mask;
-    const int64_t threshold = (mask >> 1) + (x < 0 ? 1 : 0);
-    return (int32_t)(((int64_t)x >> exponent) + (remainder > threshold ? 1 : 0));
+    /* 32-bit arithmetic (a 32-bit core runs 64-bit shifts as several instructions each): the
+       low `exponent` bits of x are the same either way, and x >> exponent + 1 cannot overflow
+       (the +1 needs exponent >= 1). */
+    const uint32_t mask = ((uint32_t)1 << exponent) - 1u;
+    const uint32_t remainder = (uint32_t)x & mask;
+    const uint32_t threshold = (mask >> 1) + (x < 0 ? 1u : 0u);
+    return (x >> exponent) + (remainder > threshold ? 1 : 0);
 }
 
 /* x * 2^shift clamped to int32; shift in [0, 31]. */

@@ -26,7 +26,7 @@ ROOT = Path(__file__).resolve().parents[2]
 sys.path.insert(0, str(ROOT))
 
 from nncc import firmware
-from nncc.bench import bench
+from nncc.bench import bench, bench_layers, layer_rows
 from nncc.compiler import compile_model
 from nncc.errors import DoesNotFit
 from nncc.quant.quantize import QuantOptions
@@ -40,6 +40,8 @@ MODELS = {
     "IC": ("mlperf_ic_resnet8.onnx", (0.0, 255.0), 196608, 49152),
     "AD": ("mlperf_ad_fcae.onnx", (-85.0, 15.0), 3072, 768),
 }
+# (d): the per-layer breakdown of one model
+PER_LAYER = ("KWS", "int8", "cortex-m4")
 TARGETS = {"float32": ["host", "cortex-m4", "cortex-m7", "rv32imac"],
            "int8": ["host", "cortex-m4", "cortex-m7", "rv32imac", "cortex-m0plus", "cortex-m33"]}
 N_CALIB = 4
@@ -122,6 +124,16 @@ def arena_row(model: str) -> list[str]:
     return out
 
 
+def per_layer_rows() -> tuple[list[str], list[list[str]], str]:
+    """(header, rows, the line under the table) of `nncc bench --per-layer` for PER_LAYER."""
+    model, precision, target = PER_LAYER
+    lb = bench_layers(MLPERF / MODELS[model][0], target, **quant_kw(model, precision))
+    head, rows = layer_rows(lb)
+    note = (f"The unmarked build (table (a)) runs {lb.total.instructions:,} instructions "
+            f"({lb.total.instructions - lb.marked:+,} against the marked one).")
+    return head, [[c.replace("|", "/") for c in r] for r in rows], note
+
+
 def versions() -> list[str]:
     def first(cmd):
         try:
@@ -159,6 +171,7 @@ def main() -> int:
         fa = [pool.submit(guarded, cell_row, m, p, t, skip) for m, p, t in cells]
         fb = [pool.submit(guarded, opt_row, path) for path in zoo]
         fc = [pool.submit(guarded, arena_row, m) for m in models]
+        fd = pool.submit(guarded, per_layer_rows)
         rows_a, errors = [], 0
         for (m, p, t), f in zip(cells, fa):
             r, err = f.result()
@@ -175,14 +188,19 @@ def main() -> int:
                     print(f"{name}: {err}", file=sys.stderr)
                 rows.append(r or [name, err] + ["-"] * (width - 2))
                 errors += err is not None
+        per_layer, err = fd.result()
+        if err:
+            print(f"per layer: {err}", file=sys.stderr)
+            per_layer = (["error"], [[err]], "")
+        errors += err is not None
     minutes = (time.time() - t0) / 60
-    text = render(rows_a, rows_b, rows_c, skip, minutes)
+    text = render(rows_a, rows_b, rows_c, per_layer, skip, minutes)
     Path(a.output).write_text(text)
     print(f"wrote {a.output} in {minutes:.1f} min; {errors} error(s)", file=sys.stderr)
     return 1 if errors else 0
 
 
-def render(rows_a, rows_b, rows_c, skip, minutes) -> str:
+def render(rows_a, rows_b, rows_c, per_layer, skip, minutes) -> str:
     skipped = ", ".join(f"{m} on {t}" for m, t in sorted(skip)) or "none"
     return f"""# Benchmark results (`make bench`)
 
@@ -225,6 +243,17 @@ TFLite Micro: the activation arena its planner reaches ("head", excluding persis
 
 {md_table(["model", "float arena", "float lower bound", "float TFLM", "ratio", "int8 arena",
            "int8 lower bound", "int8 TFLM", "ratio"], rows_c)}
+
+## (d) Per layer: {" ".join(PER_LAYER)} (`nncc bench --per-layer`)
+
+A second build of the same firmware with a mark after every kernel call in `NAME_run()`; a
+layer's count is the instructions between its two marks less the cost of one mark, the glue is
+the rest of `NAME_run()` (entry, exit, output copies), so layers + glue = the marked total.
+Layer names are shortened to their last 40 characters.
+
+{md_table(per_layer[0], per_layer[1], left=3)}
+
+{per_layer[2]}
 """
 
 
