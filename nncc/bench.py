@@ -4,7 +4,15 @@ counts the instructions inside NAME_run(). On an MCU target the test firmware is
 -DNNCC_BENCH and runs in QEMU with a small TCG plugin (targets/common/qemu_plugin/insn_marks.c)
 that logs the instruction total each time nncc_bench_mark() runs; the firmware calls it twice
 empty (the cost of the calls) and then around the first inference. Both counts are exact and
-deterministic; instructions are not cycles (no pipeline, cache or flash wait states)."""
+deterministic; instructions are not cycles (no pipeline, cache or flash wait states).
+
+`--per-layer` (bench_layers) builds the project a second time with a mark after every kernel call
+in NAME_run() (compile_model(layer_marks=True)): QEMU logs the total at each mark as before, on the
+host callgrind dumps its counts before each one (--dump-before). A layer's count is the difference
+between its two marks less the cost of one mark (the empty pair in main()); the rest of NAME_run()
+(prologue, epilogue, output copies) is glue, so layers + glue = the marked build's total, marks
+excluded. The calls to the marks may change how gcc allocates registers around the inlined
+kernels: the unmarked build's total (what `nncc bench` prints) is reported beside it."""
 from __future__ import annotations
 
 import re
@@ -33,11 +41,69 @@ class Bench:
         return self.instructions / self.macs if self.macs else float("nan")
 
 
+@dataclass
+class LayerCount:
+    name: str
+    op: str
+    kernel: str
+    macs: int
+    instructions: int
+
+
+@dataclass
+class LayerBench:
+    total: Bench  # the unmarked build, as `nncc bench` counts it
+    layers: list[LayerCount]  # the kernels NAME_run() calls, in order
+    marked: int  # NAME_run() of the marked build, the marks' own cost excluded
+
+    @property
+    def glue(self) -> int:
+        return self.marked - sum(r.instructions for r in self.layers)
+
+
 def bench(model_path, target: str = "host", **compile_args) -> Bench:
     with tempfile.TemporaryDirectory(prefix="nncc-bench-") as tmp:
         if target == "host":
             return _bench_host(model_path, Path(tmp), **compile_args)
         return _bench_qemu(model_path, Path(tmp), target, **compile_args)
+
+
+def bench_layers(model_path, target: str = "host", **compile_args) -> LayerBench:
+    """Instructions per layer (see the module docstring) and the whole inference's count."""
+    total = bench(model_path, target, **compile_args)
+    with tempfile.TemporaryDirectory(prefix="nncc-bench-") as tmp:
+        if target == "host":
+            res, totals = _marks_host(model_path, Path(tmp), layer_marks=True, **compile_args)
+        else:
+            res, totals = _marks_qemu(model_path, Path(tmp), target, layer_marks=True, **compile_args)
+    skipped = res.plan.alias.skipped  # views and in-place concats: no kernel, no mark
+    rows = [r for r in res.report["layers"] if r["name"] not in skipped]
+    if len(totals) != len(rows) + 4:
+        raise BuildError(f"{len(totals)} marks logged for {len(rows)} layers, expected {len(rows) + 4}")
+    mark = totals[1] - totals[0]
+    counts = [totals[i + 3] - totals[i + 2] - mark for i in range(len(rows))]
+    marked = totals[-1] - totals[2] - (len(rows) + 1) * mark
+    return LayerBench(total, [LayerCount(r["name"], r["op"], r["kernel"], r["macs"], n)
+                              for r, n in zip(rows, counts)], marked)
+
+
+def short_name(name: str, width: int = 40) -> str:
+    return name if len(name) <= width else "..." + name[-(width - 3):]
+
+
+def layer_rows(lb: LayerBench) -> tuple[list[str], list[list]]:
+    """(header, rows) of the per-layer table; the last two rows are the glue and the total of the
+    marked build (the unmarked build's is lb.total)."""
+    total = lb.marked
+
+    def row(name, op, kernel, macs, n):
+        per = f"{n / macs:.2f}" if macs else ""
+        return [name, op, kernel, f"{macs:,}", f"{n:,}", per, f"{100 * n / total:.1f}"]
+
+    rows = [row(short_name(r.name), r.op, r.kernel, r.macs, r.instructions) for r in lb.layers]
+    rows.append(row("(glue: run() entry/exit, copies)", "", "", 0, lb.glue))
+    rows.append(row("total (marked build)", "", "", lb.total.macs, total))
+    return ["layer", "op", "kernel", "MACs", "instructions", "instr/MAC", "% of total"], rows
 
 
 def _run(cmd: list[str], what: str, timeout: float = QEMU_TIMEOUT) -> subprocess.CompletedProcess:
@@ -51,7 +117,8 @@ def _run(cmd: list[str], what: str, timeout: float = QEMU_TIMEOUT) -> subprocess
     return r
 
 
-def _bench_host(model_path, tmp: Path, **compile_args) -> Bench:
+def _host_exe(model_path, tmp: Path, **compile_args):
+    """The test harness and the model built for the host with -DNNCC_BENCH: (compiled, exe)."""
     if shutil.which("valgrind") is None:
         raise BuildError("nncc bench --target host needs valgrind (apt-get install valgrind)")
 
@@ -63,12 +130,37 @@ def _bench_host(model_path, tmp: Path, **compile_args) -> Bench:
     exe = tmp / "bench"
     _run([compiler(), "-O2", "-std=c99", "-ffp-contract=off", "-DNNCC_BENCH", str(proj / "main.c"),
           str(proj / f"{prefix}.c"), "-o", str(exe), "-lm"], "building the host benchmark")
+    return res, exe
+
+
+def _bench_host(model_path, tmp: Path, **compile_args) -> Bench:
+    res, exe = _host_exe(model_path, tmp, **compile_args)
+    prefix = res.report["model"]
     r = _run(["valgrind", "--tool=callgrind", f"--callgrind-out-file={tmp / 'callgrind.out'}",
               f"--toggle-collect={prefix}_run", str(exe)], "valgrind")
     m = re.search(r"Collected\s*:\s*(\d+)", r.stderr)
     if not m:
         raise BuildError(f"no instruction count in valgrind's output: {r.stderr[-500:]}")
     return Bench("host", int(m.group(1)), res.report["macs"], f"callgrind, {prefix}_run inclusive")
+
+
+def _marks_host(model_path, tmp: Path, **compile_args):
+    """(compiled, running instruction total at each nncc_bench_mark() call) under callgrind:
+    one dump before each call, each holding the count since the previous one."""
+    res, exe = _host_exe(model_path, tmp, **compile_args)
+    out = tmp / "cg" / "callgrind.out"
+    out.parent.mkdir()
+    _run(["valgrind", "--tool=callgrind", f"--callgrind-out-file={out}",
+          "--dump-before=nncc_bench_mark", str(exe)], "valgrind")
+    dumps = sorted(out.parent.glob("callgrind.out.*"), key=lambda p: int(p.suffix[1:]))
+    running, totals = 0, []
+    for d in dumps:
+        m = re.search(r"^totals:\s*(\d+)", d.read_text(), re.MULTILINE)
+        if not m:
+            raise BuildError(f"no totals in {d.name}")
+        running += int(m.group(1))
+        totals.append(running)
+    return res, totals
 
 
 def _plugin(tmp: Path) -> Path:
@@ -79,6 +171,17 @@ def _plugin(tmp: Path) -> Path:
 
 
 def _bench_qemu(model_path, tmp: Path, target: str, **compile_args) -> Bench:
+    res, totals = _marks_qemu(model_path, tmp, target, **compile_args)
+    if len(totals) < 4:
+        raise BuildError(f"the QEMU plugin logged {len(totals)} marks, expected 4 (QEMU without "
+                         "plugin API v1?)")
+    insns = (totals[3] - totals[2]) - (totals[1] - totals[0])
+    t = load_target(target)
+    return Bench(target, insns, res.report["macs"], f"QEMU {t.qemu['command'][2]} TCG plugin, exact")
+
+
+def _marks_qemu(model_path, tmp: Path, target: str, **compile_args):
+    """(compiled, running instruction total at each nncc_bench_mark() call) in QEMU."""
     t = load_target(target)
     res = compile_firmware(model_path, tmp / "proj", target, build_elf=False, check=False,
                            check_emulator=True, **compile_args)
@@ -93,9 +196,4 @@ def _bench_qemu(model_path, tmp: Path, target: str, **compile_args) -> Bench:
     cmd = [*t.qemu["command"], *QEMU_FLAGS, "-plugin", f"{_plugin(tmp)},mark={addr:#x}",
            "-d", "plugin", "-D", str(log), "-kernel", str(elf)]
     _run(cmd, f"QEMU ({target})")
-    totals = [int(v) for v in re.findall(r"pc=0x[0-9a-f]+ total=(\d+)", log.read_text())]
-    if len(totals) < 4:
-        raise BuildError(f"the QEMU plugin logged {len(totals)} marks, expected 4 (QEMU without "
-                         "plugin API v1?)")
-    insns = (totals[3] - totals[2]) - (totals[1] - totals[0])
-    return Bench(target, insns, res.report["macs"], f"QEMU {t.qemu['command'][2]} TCG plugin, exact")
+    return res, [int(v) for v in re.findall(r"pc=0x[0-9a-f]+ total=(\d+)", log.read_text())]

@@ -92,6 +92,7 @@ def build_parser() -> argparse.ArgumentParser:
     p = sub.add_parser("bench", help="instructions executed per inference (valgrind / QEMU)")
     p.add_argument("model")
     p.add_argument("--target", default="host")
+    p.add_argument("--per-layer", action="store_true", help="also the instructions of each layer")
     _quant_args(p)
     _common(p)
 
@@ -247,10 +248,17 @@ def cmd_analyze(a) -> int:
 
 
 def cmd_bench(a) -> int:
-    from .bench import bench
+    from .bench import bench, bench_layers, layer_rows
     _check_target(a.target)
-    b = bench(a.model, a.target, input_shapes=parse_input_shapes(a.input_shape), opt_level=a.opt,
-              **_quant_kw(a))
+    kw = {"input_shapes": parse_input_shapes(a.input_shape), "opt_level": a.opt, **_quant_kw(a)}
+    if a.per_layer:
+        lb = bench_layers(a.model, a.target, **kw)
+        print(format_table(*layer_rows(lb), total_row=True))
+        b = lb.total
+        print(f"the unmarked build runs {b.instructions:,} instructions "
+              f"({b.instructions - lb.marked:+,} against the marked one)")
+    else:
+        b = bench(a.model, a.target, **kw)
     print(f"{b.target}: {b.instructions:,} instructions per inference, {b.macs:,} MACs, "
           f"{b.per_mac:.2f} instructions per MAC ({b.method})")
     return 0

@@ -83,10 +83,11 @@ def prepare_out_dir(out_dir: Path, force: bool, names=()) -> None:
 def compile_model(model_path: str | Path, out_dir: str | Path, name: str | None = None,
                   force: bool = False, input_shapes: dict | None = None, opt_level: int = 2,
                   align: int = 4, blob_threshold: int = BLOB_THRESHOLD, target: str = "host",
-                  extra_files=None, quant=None) -> Compiled:
+                  extra_files=None, quant=None, layer_marks: bool = False) -> Compiled:
     """`extra_files(compiled, files) -> {name: bytes}` (nncc/firmware.py) adds or replaces files
     before anything is written; it may refuse the model by raising. `quant`
-    (nncc.quant.quantize.QuantOptions) makes an int8 build."""
+    (nncc.quant.quantize.QuantOptions) makes an int8 build. `layer_marks`: run() calls
+    nncc_bench_mark() after every kernel (nncc/bench.py, per-layer counts; not for users)."""
     prefix = model_prefix(name) if name is not None else default_name(model_path)
     out_dir = Path(out_dir)
     g = load(model_path, input_shapes, opt_level, prefix)
@@ -94,7 +95,8 @@ def compile_model(model_path: str | Path, out_dir: str | Path, name: str | None 
         from .quant.quantize import quantize
         g = quantize(g, quant)
     res = analyze(g, align, target)
-    files = Emitter(g, res.plan, prefix, blob_threshold=blob_threshold).render(res.report)
+    files = Emitter(g, res.plan, prefix, blob_threshold=blob_threshold,
+                    layer_marks=layer_marks).render(res.report)
     if extra_files is not None:
         files.update(extra_files(res, files))
     files[MANIFEST] = "".join(f"{n}\n" for n in sorted(files)).encode("utf-8")

@@ -47,7 +47,13 @@ static inline int64_t nncc_rdbpot64(int64_t x, int exponent)
 /* The same for int32, exponent in [0, 31]. TFLite RoundingDivideByPOT. */
 static inline int32_t nncc_rdbpot(int32_t x, int exponent)
 {
-    return (int32_t)nncc_rdbpot64(x, exponent);
+    /* 32-bit arithmetic (a 32-bit core runs 64-bit shifts as several instructions each): the
+       low `exponent` bits of x are the same either way, and x >> exponent + 1 cannot overflow
+       (the +1 needs exponent >= 1). */
+    const uint32_t mask = ((uint32_t)1 << exponent) - 1u;
+    const uint32_t remainder = (uint32_t)x & mask;
+    const uint32_t threshold = (mask >> 1) + (x < 0 ? 1u : 0u);
+    return (x >> exponent) + (remainder > threshold ? 1 : 0);
 }
 
 /* x * 2^shift clamped to int32; shift in [0, 31]. */

@@ -48,8 +48,9 @@ class Weights:
 
 class Emitter:
     def __init__(self, g: Graph, plan: MemoryPlan, prefix: str, target_dir: Path | None = None,
-                 blob_threshold: int = BLOB_THRESHOLD):
+                 blob_threshold: int = BLOB_THRESHOLD, layer_marks: bool = False):
         self.g, self.plan, self.prefix = g, plan, prefix
+        self.layer_marks = layer_marks  # nncc bench --per-layer: nncc_bench_mark() after each kernel
         self.env = make_env(target_dir)
         self.env.filters["comment"] = comment_text  # ONNX names are printed inside /* */ only
         self.namer = Namer()
@@ -114,7 +115,7 @@ class Emitter:
         return Weights(consts, b"".join(chunks), offsets)
 
     def kernels(self) -> list[dict]:
-        out = []
+        out, shared = [], set()
         alias = self.plan.alias
         for i, node in enumerate(self.g.nodes()):
             if node.name in alias.skipped:
@@ -142,7 +143,15 @@ class Emitter:
             k.update(op.context(ins, outs))
             # Inputs their producers already wrote into this node's output (concat slices).
             k["placed"] = [f"x{j}" for j in alias.placed.get(node.name, [])]
-            k["code"] = self.env.get_template(op.template).render(k=k)
+            # Pieces several kernels share (k["shared"], e.g. one int8 conv function for many
+            # layers) are rendered once, before the first kernel that needs them.
+            tmpl = self.env.get_template(op.template)
+            pieces = []
+            for part in k.get("shared", ()):
+                if part not in shared:
+                    shared.add(part)
+                    pieces.append(tmpl.render(k=k, part=part))
+            k["code"] = "\n".join([*pieces, tmpl.render(k=k, part=None)])
             out.append(k)
         return out
 
@@ -171,7 +180,7 @@ class Emitter:
             "arena_bytes": max(self.plan.arena_bytes, 1),
             "weights": self.weights(), "kernels": self.kernels(), "copies": copies,
             "quantized": any(t.quant is not None for t in g.tensors.values()),
-            "qio": self.quant_io(outputs),
+            "qio": self.quant_io(outputs), "layer_marks": self.layer_marks,
         }
 
     def quant_io(self, outputs: list[TensorRef]) -> list[dict]:

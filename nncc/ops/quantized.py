@@ -38,6 +38,7 @@ from ..quant import int16 as q16
 from . import Op, register
 from .conv import Conv
 from .pool import AveragePool, GlobalAveragePool, GlobalMaxPool, MaxPool, Window, tap_counts
+from .qconv_shared import shared_context
 
 MAX_TERMS = (2 ** 31 - 1) // (255 * 127)
 # QConv attribute of a fused QAdd: {"name", "conv_first": conv output is the Add's operand a,
@@ -195,6 +196,7 @@ class QConv(_QMixin, Conv):
         ctx["qadd"] = None if self.qadd is None else self.qadd.add_params()
         ctx["conv_first"] = self.qadd is not None and self.conv_first
         ctx["residual_index"] = RESIDUAL_INDEX
+        ctx.update(shared_context(self, ctx, ins, outs))  # one kernel for many layers, or none
         return ctx
 
     def inplace_kernel(self, ins, outs) -> tuple[int, str] | None:

@@ -4,7 +4,8 @@
 and instructions per inference and per MAC (`nncc bench`: QEMU TCG plugin on MCU targets,
 callgrind on the host); (b) host instructions at -O0 vs -O2 for the zoo and MLPerf models; (c) the
 arena against TFLite Micro's; (d) the arena against its lower bound, and the bound before and
-after fusion and scheduling (tests/bench/arena_bounds.py). int8 builds calibrate on a few seeded uniform draws over each
+after fusion and scheduling (tests/bench/arena_bounds.py); (e) one model's per-layer counts. int8
+builds calibrate on a few seeded uniform draws over each
 model's documented input range (tests/fixtures/mlperf_tiny/LICENSE.md). Every count is exact and
 repeatable. Not a test (no test_ prefix): run `make bench` or `python tests/bench/bench_table.py`.
 """
@@ -27,7 +28,7 @@ ROOT = Path(__file__).resolve().parents[2]
 sys.path.insert(0, str(ROOT))
 
 from nncc import firmware
-from nncc.bench import bench
+from nncc.bench import bench, bench_layers, layer_rows
 from nncc.compiler import compile_model
 from nncc.errors import DoesNotFit
 from nncc.quant.quantize import QuantOptions
@@ -43,6 +44,8 @@ MODELS = {
     "IC": ("mlperf_ic_resnet8.onnx", (0.0, 255.0), 196608, 49152),
     "AD": ("mlperf_ad_fcae.onnx", (-85.0, 15.0), 3072, 768),
 }
+# (d): the per-layer breakdown of one model
+PER_LAYER = ("KWS", "int8", "cortex-m4")
 TARGETS = {"float32": ["host", "cortex-m4", "cortex-m7", "rv32imac"],
            "int8": ["host", "cortex-m4", "cortex-m7", "rv32imac", "cortex-m0plus", "cortex-m33"]}
 N_CALIB = 4
@@ -127,6 +130,16 @@ def arena_row(model: str) -> list[str]:
     return out
 
 
+def per_layer_rows() -> tuple[list[str], list[list[str]], str]:
+    """(header, rows, the line under the table) of `nncc bench --per-layer` for PER_LAYER."""
+    model, precision, target = PER_LAYER
+    lb = bench_layers(MLPERF / MODELS[model][0], target, **quant_kw(model, precision))
+    head, rows = layer_rows(lb)
+    note = (f"The unmarked build (table (a)) runs {lb.total.instructions:,} instructions "
+            f"({lb.total.instructions - lb.marked:+,} against the marked one).")
+    return head, [[c.replace("|", "/") for c in r] for r in rows], note
+
+
 def versions() -> list[str]:
     def first(cmd):
         try:
@@ -164,6 +177,7 @@ def main() -> int:
         fa = [pool.submit(guarded, cell_row, m, p, t, skip) for m, p, t in cells]
         fb = [pool.submit(guarded, opt_row, path) for path in zoo]
         fc = [pool.submit(guarded, arena_row, m) for m in models]
+        fd = pool.submit(guarded, per_layer_rows)
         rows_a, errors = [], 0
         for (m, p, t), f in zip(cells, fa):
             r, err = f.result()
@@ -180,15 +194,20 @@ def main() -> int:
                     print(f"{name}: {err}", file=sys.stderr)
                 rows.append(r or [name, err] + ["-"] * (width - 2))
                 errors += err is not None
+        per_layer, err = fd.result()
+        if err:
+            print(f"per layer: {err}", file=sys.stderr)
+            per_layer = (["error"], [[err]], "")
+        errors += err is not None
     rows_d = [text_row(bounds(path)) for path in BOUND_MODELS]  # seconds, no C build
     minutes = (time.time() - t0) / 60
-    text = render(rows_a, rows_b, rows_c, rows_d, skip, minutes)
+    text = render(rows_a, rows_b, rows_c, rows_d, per_layer, skip, minutes)
     Path(a.output).write_text(text)
     print(f"wrote {a.output} in {minutes:.1f} min; {errors} error(s)", file=sys.stderr)
     return 1 if errors else 0
 
 
-def render(rows_a, rows_b, rows_c, rows_d, skip, minutes) -> str:
+def render(rows_a, rows_b, rows_c, rows_d, per_layer, skip, minutes) -> str:
     skipped = ", ".join(f"{m} on {t}" for m, t in sorted(skip)) or "none"
     return f"""# Benchmark results (`make bench`)
 
@@ -239,6 +258,17 @@ allowed: arena <= 1.02 x the scheduled bound on chains, <= 1.05 x on branched gr
 (`tests/test_arena_bounds.py` asserts it).
 
 {md_table(BOUND_HEAD, rows_d, left=2)}
+
+## (e) Per layer: {" ".join(PER_LAYER)} (`nncc bench --per-layer`)
+
+A second build of the same firmware with a mark after every kernel call in `NAME_run()`; a
+layer's count is the instructions between its two marks less the cost of one mark, the glue is
+the rest of `NAME_run()` (entry, exit, output copies), so layers + glue = the marked total.
+Layer names are shortened to their last 40 characters.
+
+{md_table(per_layer[0], per_layer[1], left=3)}
+
+{per_layer[2]}
 """
 
 

@@ -49,9 +49,11 @@ __attribute__((noreturn)) void Reset_Handler(void)
     *(volatile uint32_t *)0xE000ED88u |= (0xFu << 20);
     __asm__ volatile("dsb\n isb" ::: "memory");
 #endif
+    /* volatile stores: gcc keeps these loops instead of calling memcpy / memset, which would
+       link ~470 B of newlib into every image */
     for (uint32_t *s = _sidata, *d = _sdata; d < _edata;)
-        *d++ = *s++;
+        *(volatile uint32_t *)d++ = *s++;
     for (uint32_t *d = _sbss; d < _ebss;)
-        *d++ = 0;
+        *(volatile uint32_t *)d++ = 0;
     nncc_sh_exit(main());
 }

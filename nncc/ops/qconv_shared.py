@@ -1,0 +1,96 @@
+"""Shared int8 convolution kernels (templates/ops/conv_q_shared.c.j2): one C function serves every
+QConv layer of the same kind, its per-layer numbers (shapes, zero points, clamp, requantization)
+read from a small `static const` struct, so the code of a model grows by a struct per layer
+rather than by a specialized kernel per layer (the 8 KB code budget of the MCU targets).
+
+The kind -- what the function's text depends on -- is the kernel variant (1x1 "pw", depthwise
+"dw", "direct"),
+output channels per loaded input (4 when they divide evenly), the
+scaling, whether there is a bias and a fused QAdd; shapes, window and numbers are run-time.
+A fused QAdd's numbers go in a second struct. Only the packed form of nncc/quant/rewrite.py with
+int8 tensors, 1-D/2-D windows and "fixed" / "shift" scaling is shared; any other QConv keeps its
+specialized kernel (conv_q.c.j2)."""
+from __future__ import annotations
+
+# struct field -> C type; the layer's values must fit (else the specialized kernel is used)
+FIELDS = {"multiplier": "int32_t", "N": "int16_t", "C": "int16_t", "M": "int16_t",
+          "group": "int16_t", "ih": "int16_t", "iw": "int16_t", "oh": "int16_t", "ow": "int16_t",
+          "ph": "int16_t", "pw": "int16_t", "kh": "int8_t", "kw": "int8_t", "sh": "int8_t",
+          "sw": "int8_t", "dh": "int8_t", "dw": "int8_t", "x_zp": "int8_t", "y_zp": "int8_t",
+          "act_min": "int8_t", "act_max": "int8_t", "shift_base": "int8_t", "pack_bits": "int8_t",
+          "bias_shift": "int8_t"}
+RANGES = {"int32_t": (-2 ** 31, 2 ** 31 - 1), "int16_t": (-2 ** 15, 2 ** 15 - 1),
+          "int8_t": (-128, 127)}
+# A fused QAdd's numbers (QAdd.add_params() keys -> field, C type), in their own struct.
+QADD_FIELDS = {"a_mult": ("a_mult", "int32_t"), "b_mult": ("b_mult", "int32_t"),
+               "y_mult": ("y_mult", "int32_t"), "a_zero_point": ("a_zp", "int8_t"),
+               "b_zero_point": ("b_zp", "int8_t"), "a_shift": ("a_shift", "int8_t"),
+               "b_shift": ("b_shift", "int8_t"), "y_shift": ("y_shift", "int8_t"),
+               "y_zero_point": ("y_zp", "int8_t"), "act_min": ("act_min", "int8_t"),
+               "act_max": ("act_max", "int8_t"), "conv_first": ("conv_first", "int8_t")}
+# The fields _quant.j2's requant() reads, as struct members of the shared function's `p`.
+RUNTIME_Q = {"y_zero_point": "p->y_zp", "act_min": "p->act_min", "act_max": "p->act_max"}
+
+
+def _fits(values: dict, types: dict) -> bool:
+    return all(v is not None and RANGES[types[f]][0] <= int(v) <= RANGES[types[f]][1]
+               for f, v in values.items())
+
+
+def _qadd(ctx: dict) -> dict | None:
+    """The fused QAdd's struct values and its qadd() context (fields read from `qa`), or None
+    when it cannot be shared."""
+    a = ctx["qadd"]
+    if a["scaling"] not in ("fixed", "shift"):
+        return None
+    qa = {f: a[key] if key in a else int(ctx["conv_first"]) for key, (f, _) in QADD_FIELDS.items()}
+    types = {f: t for f, t in QADD_FIELDS.values()}
+    if not _fits(qa, types):
+        return None
+    rt = {key: f"qa->{f}" for key, (f, _) in QADD_FIELDS.items()}
+    # left_shift is a compile-time constant of qadd() (20; 15 only with int16 operands, which
+    # never take the shared kernels)
+    return {"qa": {f: int(v) for f, v in qa.items()}, "qa_types": types,
+            "qa_rt": {**rt, "scaling": a["scaling"], "left_shift": a["left_shift"]}}
+
+
+def shared_context(op, ctx: dict, ins, outs) -> dict:
+    """{"shared": [struct piece, function piece], "shared_fn", "qp": struct values, "rt"} for a
+    QConv whose kernel can be shared, else {"shared": []}."""
+    g, kernel = ctx["g"], op.node.kernel
+    if (not ctx["packed"] or ctx["scaling"] not in ("fixed", "shift")
+            or any(t is None or t.dtype != "int8" for t in (ins[0], ins[1], outs[0]))
+            or g["i"][0] != 1 or g["k"][0] != 1 or g["o"][0] != 1
+            or kernel not in ("direct", "dw_inplace", "pw_inplace")):
+        return {"shared": []}
+    qp = {"multiplier": ctx["multiplier"], "N": ctx["N"], "C": ctx["C"], "M": ctx["M"],
+          "group": ctx["group"], "ih": g["i"][1], "iw": g["i"][2], "oh": g["o"][1],
+          "ow": g["o"][2], "ph": g["pb"][1], "pw": g["pb"][2], "kh": g["k"][1], "kw": g["k"][2],
+          "sh": g["s"][1], "sw": g["s"][2], "dh": g["d"][1], "dw": g["d"][2], "x_zp": ctx["x_zero_point"],
+          "y_zp": ctx["y_zero_point"], "act_min": ctx["act_min"], "act_max": ctx["act_max"],
+          "shift_base": ctx["shift_base"], "pack_bits": ctx["pack_bits"],
+          "bias_shift": ctx["bias_shift"]}
+    add = _qadd(ctx) if ctx["qadd"] is not None else {"qa": None}
+    if add is None or not _fits(qp, FIELDS):
+        return {"shared": []}
+    unit = g["k"] == g["s"] == (1, 1, 1) and not any(g["pb"]) and not any(g["pe"])
+    pw = unit and ctx["group"] == 1 and kernel != "dw_inplace"
+    inplace = kernel != "direct"
+    ob = ctx["ob"] if ctx["M"] // ctx["group"] % 4 == 0 else 1
+    dw = not pw and ctx["group"] == ctx["C"] == ctx["M"]
+    k3 = dw and g["k"][2] == 3 and g["d"][2] == 1  # rows of 3 taps unrolled
+    fn = f"nncc_qconv_{'pw' if pw else 'dw3' if k3 else 'dw' if dw else 'direct'}_ob{ob}_"
+    tail = f"{ctx['scaling']}{'_b' if ctx['has_bias'] else ''}"
+    out = f"nncc_qconv_out_{tail}"
+    parts = ["qconv_params", out]
+    qadd_fn = None
+    if add["qa"] is not None:
+        qadd_fn = f"nncc_qconv_qadd_{add['qa_rt']['scaling']}"
+        tail += f"_{qadd_fn[len('nncc_qconv_'):]}"
+        parts = ["qconv_params", "qadd_params", out, qadd_fn]
+    fn += tail
+    parts.append(fn)
+    return {"shared": parts, "shared_fn": fn, "shared_out": out, "shared_qadd": qadd_fn, "shared_pw": pw, "shared_dw": dw, "shared_k3": k3,
+            "shared_ob": ob,
+            "shared_inplace": inplace, "qp": {f: int(v) for f, v in qp.items()},
+            "qp_types": FIELDS, "rt": {**RUNTIME_Q, "scaling": ctx["scaling"]}, **add}

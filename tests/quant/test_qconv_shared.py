@@ -1,0 +1,85 @@
+"""Shared int8 convolution kernels (nncc/ops/qconv_shared.py, templates/ops/conv_q_shared.c.j2):
+layers of one kind call one C function with their numbers in a `static const` struct. The C must
+equal the integer reference bit for bit for every geometry the struct carries (strides,
+asymmetric pads, dilations, groups, 1-D, batch 2, no bias, 1 or 4 output channels at once, both
+scalings), each kind's function is emitted once, and the unpacked form keeps its own kernels."""
+from __future__ import annotations
+
+import re
+
+import numpy as np
+import pytest
+from onnx import helper
+
+from tests.quant.qutil import build, check_exact
+from tests.util import make_model, save
+
+RNG = np.random.default_rng(5)
+
+
+def conv(name, x, y, w_shape, bias=True, **attrs):
+    inits = {f"{name}_w": (RNG.standard_normal(w_shape) * 0.4).astype(np.float32)}
+    if bias:
+        inits[f"{name}_b"] = (RNG.standard_normal(w_shape[0]) * 0.2).astype(np.float32)
+    return helper.make_node("Conv", [x, *inits], [y], **attrs), inits
+
+
+def model(tmp_path, batch=1, bias=True):
+    """x (4 ch) -> dw 3x3 -> dw 3x3 stride 2, asymmetric pads -> Relu -> 2 groups of 2 -> 4,
+    3x2 window, dilations 2 -> 1x1 to 8 (4 at once) -> 1x1 to 6 (1 at once) -> dw 2x3,
+    dilations 1x2 -> 3x3 to 3 (1 at once) -> y."""
+    layers = [("a", "x", "a", (4, 1, 3, 3), {"group": 4, "pads": [1, 1, 1, 1]}),
+              ("b", "a", "b", (4, 1, 3, 3), {"group": 4, "strides": [2, 2], "pads": [0, 1, 1, 0]}),
+              ("c", "br", "c", (8, 2, 3, 2), {"group": 2, "dilations": [2, 2], "pads": [2, 1, 1, 1]}),
+              ("d", "c", "d", (8, 8, 1, 1), {}),
+              ("e", "d", "e", (6, 8, 1, 1), {}),
+              ("f", "e", "f", (6, 1, 2, 3), {"group": 6, "dilations": [1, 2], "pads": [1, 2, 0, 1]}),
+              ("g", "f", "y", (3, 6, 3, 3), {"pads": [1, 1, 1, 1]})]
+    nodes, inits = [], {}
+    for name, x, y, ws, attrs in layers:
+        n, i = conv(name, x, y, ws, bias, **attrs)
+        nodes.append(n)
+        inits.update(i)
+        if name == "b":
+            nodes.append(helper.make_node("Relu", ["b"], ["br"]))
+    xs = (batch, 4, 9, 8)
+    return save(make_model(nodes, [("x", xs)], [("y", None)], inits), tmp_path), xs
+
+
+def samples(shape, n, seed):
+    rng = np.random.default_rng(seed)
+    return [{"x": rng.standard_normal(shape).astype(np.float32)} for _ in range(n)]
+
+
+def c_code(res) -> str:
+    return next(res.out_dir.glob("*.c")).read_text()
+
+
+@pytest.mark.parametrize("batch,bias", [(1, True), (2, False)])
+@pytest.mark.parametrize("scaling", ["fixed", "shift"])
+def test_shared_equals_integer_reference(tmp_path, scaling, batch, bias):
+    path, xs = model(tmp_path, batch, bias)
+    res = build(path, tmp_path / "q", samples(xs, 6, 0), scaling=scaling)
+    check_exact(res, samples(xs, 3, 1))
+    code = c_code(res)
+    # every QConv is a struct and a call; each kind's function is defined once
+    assert code.count("static const nncc_qconv_params p = ") == 7
+    defined = re.findall(r"^static void (nncc_qconv_\w+)\(", code, re.MULTILINE)
+    # (_b: the layer has a packed int16 per channel; "" when all of them would be 0)
+    assert len(defined) == len(set(defined))
+    kinds = {re.sub(rf"_{scaling}(_b)?$", "", f) for f in defined}
+    assert kinds == {f"nncc_qconv_{k}" for k in ("dw3_ob1", "dw_ob1", "direct_ob4", "direct_ob1",
+                                                 "pw_ob4", "pw_ob1")}
+    # the two depthwise layers (one in place) call the same function
+    calls = re.findall(r"^    (nncc_qconv_\w+)\(&p, ", code, re.MULTILINE)
+    assert len(calls) == 7 and len(set(calls)) == len(defined)
+    assert calls[0].startswith("nncc_qconv_dw3_ob1_") and calls[1].startswith("nncc_qconv_dw3_ob1_")
+    if bias:  # both have a packed int16 per channel: one function
+        assert calls[0] == calls[1]
+    assert "(int8_t *)0);" in code and ", ws);" in code  # d writes over its input, the rest not
+
+def test_unpacked_form_keeps_its_kernels(tmp_path):
+    path, xs = model(tmp_path)
+    res = build(path, tmp_path / "q", samples(xs, 6, 0), packed=False)
+    check_exact(res, samples(xs, 3, 1))
+    assert "nncc_qconv_params" not in c_code(res)
