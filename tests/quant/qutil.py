@@ -95,3 +95,23 @@ def accuracy(model_path: Path, res: Compiled, samples: list[dict], outs: list[di
     got = [o[name] for o in outs]
     return {"sqnr_db": sqnr_db(np.stack(ref), np.stack(got)),
             "cosine": float(np.mean([cosine(r, o) for r, o in zip(ref, got)]))}
+
+
+def c_driver(tmp_dir: Path, source: Path, cdef: str):
+    """(ffi, lib): a C test driver over runtime_c/ built as a shared library with the strict
+    flags. Close with ffi.dlclose(lib)."""
+    import subprocess
+
+    import cffi
+
+    from nncc.host import compiler
+    from tests.util import ROOT, STRICT
+    so = tmp_dir / f"lib{source.stem}.so"
+    cmd = [compiler(), *STRICT, "-O2", "-shared", "-fPIC", f"-I{ROOT / 'runtime_c'}",
+           str(source), "-o", str(so), "-lm"]
+    r = subprocess.run(cmd, capture_output=True, text=True, check=False)
+    assert r.returncode == 0, r.stderr
+    ffi = cffi.FFI()
+    ffi.cdef(cdef)
+    return ffi, ffi.dlopen(str(so))
+

@@ -2,15 +2,13 @@
 values and random arrays, plus QuantizeMultiplier on hand-checked values."""
 from __future__ import annotations
 
-import subprocess
 from pathlib import Path
 
 import numpy as np
 import pytest
 
-from nncc.host import compiler
 from nncc.quant import fixed_point as fp
-from tests.util import ROOT, STRICT
+from tests.quant.qutil import c_driver
 
 HERE = Path(__file__).parent
 EDGES = np.array([0, 1, -1, 2, -2, 3, -3, 127, -128, 255, -255, 2 ** 30, -(2 ** 30), 2 ** 31 - 1,
@@ -19,14 +17,7 @@ EDGES = np.array([0, 1, -1, 2, -2, 3, -3, 127, -128, 255, -255, 2 ** 30, -(2 ** 
 
 @pytest.fixture(scope="module")
 def clib(tmp_path_factory):
-    import cffi
-    so = tmp_path_factory.mktemp("fixed") / "libfixed.so"
-    cmd = [compiler(), *STRICT, "-O2", "-shared", "-fPIC", f"-I{ROOT / 'runtime_c'}",
-           str(HERE / "fixed_driver.c"), "-o", str(so), "-lm"]
-    r = subprocess.run(cmd, capture_output=True, text=True, check=False)
-    assert r.returncode == 0, r.stderr
-    ffi = cffi.FFI()
-    ffi.cdef("""
+    ffi, lib = c_driver(tmp_path_factory.mktemp("fixed"), HERE / "fixed_driver.c", """
         void t_srdhm(const int32_t *, const int32_t *, int32_t *, int);
         void t_rdbpot(const int32_t *, const int32_t *, int32_t *, int);
         void t_mul_qm(const int32_t *, const int32_t *, const int32_t *, int32_t *, int);
@@ -42,7 +33,6 @@ def clib(tmp_path_factory):
         void t_quantize(const float *, float, int32_t, int32_t *, int);
         void t_dequantize(const int32_t *, float, int32_t, float *, int);
     """)
-    lib = ffi.dlopen(str(so))
     yield ffi, lib
     ffi.dlclose(lib)
 

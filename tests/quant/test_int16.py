@@ -6,7 +6,6 @@ quantized is the oracle of how far int16 activations can go)."""
 from __future__ import annotations
 
 import json
-import subprocess
 from pathlib import Path
 
 import numpy as np
@@ -14,33 +13,24 @@ import onnx
 import pytest
 
 from nncc.cli import main
-from nncc.host import compiler
 from nncc.quant import int16 as q16
 from nncc.quant.fixed_point import quantize_multipliers
 from nncc.quant.rewrite import unfuse_conv_pool, weight_params
 from nncc.reference import run_reference
-from tests.quant.qutil import accuracy, build, check_exact, float_graph, sqnr_db
+from tests.quant.qutil import accuracy, build, c_driver, check_exact, float_graph, sqnr_db
 from tests.quant.test_mlperf_quant import inputs as mlperf_inputs
 from tests.quant.test_quant_ops import MODELS, model, samples
-from tests.util import FIXTURES, MLPERF, ROOT, STRICT
+from tests.util import FIXTURES, MLPERF
 
 HERE = Path(__file__).parent
 
 
 @pytest.fixture(scope="module")
 def clib(tmp_path_factory):
-    import cffi
-    so = tmp_path_factory.mktemp("fixed64") / "libfixed64.so"
-    cmd = [compiler(), *STRICT, "-O2", "-shared", "-fPIC", f"-I{ROOT / 'runtime_c'}",
-           str(HERE / "fixed64_driver.c"), "-o", str(so), "-lm"]
-    r = subprocess.run(cmd, capture_output=True, text=True, check=False)
-    assert r.returncode == 0, r.stderr
-    ffi = cffi.FFI()
-    ffi.cdef("""
+    ffi, lib = c_driver(tmp_path_factory.mktemp("fixed64"), HERE / "fixed64_driver.c", """
         void t_requantize64(const int64_t *, const int32_t *, const int32_t *, int32_t, int32_t *, int);
         void t_requantize64_shift(const int64_t *, const int32_t *, int32_t, int32_t *, int);
     """)
-    lib = ffi.dlopen(str(so))
     yield ffi, lib
     ffi.dlclose(lib)
 
