@@ -31,6 +31,8 @@ def _quant_args(p: argparse.ArgumentParser) -> None:
     p.add_argument("--scaling", choices=["fixed", "shift", "double-shift"], default="fixed",
                    help="requantization: int32 multiplier + shift, power-of-two scales, or "
                         "multipliers 2^-n +- 2^-m (shifts and adds only)")
+    p.add_argument("--per-tensor", action="store_true",
+                   help="one weight scale per tensor instead of one per output channel")
     p.add_argument("--observer", choices=["mse", "minmax", "percentile", "kl", "ksigma"],
                    default="mse",
                    help="activation range observer used while calibrating (default: mse)")
@@ -131,30 +133,30 @@ def cmd_compile(a) -> int:
 
 
 def _quant_kw(a) -> dict:
-    mixed = a.int16 or a.keep_float or a.target_sqnr is not None
-    return {"quant": _quant_options(a)} if a.quantize or a.calib or mixed or a.input_range else {}
+    asked = a.int16 or a.keep_float or a.target_sqnr is not None or a.input_range or a.per_tensor
+    return {"quant": _quant_options(a)} if a.quantize or a.calib or asked else {}
 
 
 def _quant_options(a):
     from .npzio import load_npz
     from .quant.quantize import QuantOptions
     if not a.quantize:
-        raise UsageError("--calib, --input-range, --int16, --keep-float and --target-sqnr need "
-                         "--quantize int8|int16")
+        raise UsageError("--calib, --input-range, --per-tensor, --int16, --keep-float and "
+                         "--target-sqnr need --quantize int8|int16")
     if not a.calib:
         raise UsageError("--quantize needs --calib CALIB.npz (or --calib none: data-free)")
     if a.input_range and a.calib != "none":
         raise UsageError("--input-range is for --calib none (calibration data shows the range)")
+    common = {"scaling": a.scaling, "per_channel": not a.per_tensor}
     if a.calib == "none":
         if a.quantize != "int8" or a.int16 or a.keep_float or a.target_sqnr is not None:
             raise UsageError("--calib none (data-free) makes a plain int8 build: no int16, "
                              "--int16, --keep-float or --target-sqnr")
         from .quant.datafree import DataFreeOptions, parse_input_ranges
-        return QuantOptions(a.quantize, scaling=a.scaling, progress=True, datafree=DataFreeOptions(
+        return QuantOptions(a.quantize, **common, progress=True, datafree=DataFreeOptions(
             input_range=parse_input_ranges(a.input_range)))
-    return QuantOptions(a.quantize, arrays=load_npz(a.calib), scaling=a.scaling,
-                        observer=a.observer, progress=True, int16=a.int16,
-                        keep_float=a.keep_float, target_sqnr=a.target_sqnr)
+    return QuantOptions(a.quantize, arrays=load_npz(a.calib), observer=a.observer, int16=a.int16,
+                        keep_float=a.keep_float, target_sqnr=a.target_sqnr, **common, progress=True)
 
 
 def cmd_run(a) -> int:

@@ -48,7 +48,8 @@ def raise_to_int16(g: Graph, samples: list[dict], ranges: dict, ranges16: dict, 
     refs = [run_reference(g, s) for s in samples]
 
     def score(wide: set[str]) -> float:
-        q = MixedRewriter(g, ranges, ranges16, wide, keep, opts.scaling, opts.packed).run()
+        q = MixedRewriter(g, ranges, ranges16, wide, keep, opts.scaling, opts.packed,
+                          opts.per_channel).run()
         return output_sqnr(q, samples, refs)
 
     chosen = set(start)

@@ -160,7 +160,8 @@ def check_samples(g: Graph, samples: list[dict]) -> None:
 
 
 def _progress(i: int, n: int, enabled: bool) -> None:
-    if not enabled:
+    # a redrawn bar for a terminal; a log or a pipe gets the finished bar only
+    if not enabled or (i != n and not sys.stderr.isatty()):
         return
     width = 30
     done = width * i // n

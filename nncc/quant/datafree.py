@@ -94,7 +94,8 @@ def tap_coverage(g: Graph, node) -> np.ndarray:
     return frac
 
 
-def correct_biases(g: Graph, est: dict[str, Estimate], scaling: str, packed: bool) -> list[str]:
+def correct_biases(g: Graph, est: dict[str, Estimate], scaling: str, packed: bool,
+                   per_channel: bool = True) -> list[str]:
     """Analytic bias correction of every Conv / Gemm whose input has an estimated mean, in
     place; -> the names of the corrected nodes."""
     done = []
@@ -103,7 +104,7 @@ def correct_biases(g: Graph, est: dict[str, Estimate], scaling: str, packed: boo
         layer = read_layer(g, node) if x is not None and x.mean is not None else None
         if layer is None:
             continue
-        wq, s_w, _ = weight_params(layer.w, scaling, packed)
+        wq, s_w, _ = weight_params(layer.w, scaling, packed, per_channel)
         err = wq * s_w.reshape(-1, *[1] * (layer.w.ndim - 1)) - layer.w
         mean = channel_values(x.mean, g.tensors[node.inputs[0]].shape)
         if node.op == "Conv":
@@ -123,7 +124,7 @@ class Ranges(dict):
 
 
 def datafree(g: Graph, opts: DataFreeOptions, scaling: str = "fixed", packed: bool = True,
-             progress: bool = False) -> tuple[Graph, dict]:
+             progress: bool = False, per_channel: bool = True) -> tuple[Graph, dict]:
     """-> (the float graph to quantize, {tensor: (lo, hi)}) without calibration data."""
     if not any(BN_STATS in n.attrs for n in g.nodes()):
         raise UsageError("--calib none: the model has no BatchNormalization statistics to estimate "
@@ -146,7 +147,7 @@ def datafree(g: Graph, opts: DataFreeOptions, scaling: str = "fixed", packed: bo
                          "statistics: their activation ranges cannot be estimated without data; give "
                          "calibration data (--calib CALIB.npz)")
     if opts.bias_correction:
-        notes.append(f"bias correction on {len(correct_biases(g, est, scaling, packed))} layer(s)")
+        notes.append(f"bias correction on {len(correct_biases(g, est, scaling, packed, per_channel))} layer(s)")
     if progress:
         print(f"data-free quantization: {'; '.join(notes)}", file=sys.stderr)
     return g, Ranges(ranges_of(est))

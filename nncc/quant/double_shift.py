@@ -89,12 +89,12 @@ def grid_values(lo: float, hi: float) -> np.ndarray:
     return np.unique(out[(out >= lo) & (out < hi)])
 
 
-def weight_params(w: np.ndarray, s_in: float, s_out: float, packed: bool
+def weight_params(w: np.ndarray, s_in: float, s_out: float, packed: bool, per_channel: bool = True
                   ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """rewrite.weight_params for double-shift: (int8 weights, scales, k) with every channel's
     s_in * s_w / s_out exactly a grid value (module docstring)."""
     from .rewrite import channel_ranges, packed_scales, round_away
-    flat, maxabs, layer = channel_ranges(w)
+    flat, maxabs, layer = channel_ranges(w, per_channel)
     to_alpha = s_in / s_out
     if packed:
         base = layer / 127.0 * to_alpha
@@ -107,14 +107,14 @@ def weight_params(w: np.ndarray, s_in: float, s_out: float, packed: bool
     return q.reshape(w.shape), scales, k.astype(np.int64)
 
 
-def raise_output(qp_out, w: np.ndarray, qp_in, packed: bool):
+def raise_output(qp_out, w: np.ndarray, qp_in, packed: bool, per_channel: bool = True):
     """The output's QuantParams with its scale raised (by < GAP, zero point kept: the range
     still covered) so that the layer's multiplier s_in * s_layer / s_out is on the grid, s_layer
     the scale `fixed` gives the layer's widest channel. Packed, every channel is then exact with
     `fixed`'s own weight scales; unpacked, the other channels' remainders go to their weights."""
     from ..ir import QuantParams
     from .rewrite import weight_params as fixed_weight_params
-    _, s_w, k = fixed_weight_params(w, "fixed", packed)
+    _, s_w, k = fixed_weight_params(w, "fixed", packed, per_channel)
     s_in, s_layer = qp_in.scale[0], float(np.max(s_w * 2.0 ** k))
     s_out = s_in * s_layer / value(*encode(s_in * s_layer / qp_out.scale[0], "floor"))
     return QuantParams((float(np.float32(s_out)),), qp_out.zero_point)

@@ -44,9 +44,10 @@ def resolve_nodes(g: Graph, names, flag: str) -> set[str]:
 
 class MixedRewriter(Rewriter):
     def __init__(self, g: Graph, ranges: dict, ranges16: dict, int16: set[str] | bool,
-                 keep_float: set[str] = frozenset(), scaling: str = "fixed", packed: bool = True):
+                 keep_float: set[str] = frozenset(), scaling: str = "fixed", packed: bool = True,
+                 per_channel: bool = True):
         """int16: True (every activation) or the names of the nodes whose outputs are int16."""
-        super().__init__(g, ranges, scaling, packed)
+        super().__init__(g, ranges, scaling, packed, per_channel)
         self.ranges16, self.keep = ranges16, set(keep_float)
         self.floats: dict[str, str] = {}  # integer tensor -> its float copy
         if int16 is True:
@@ -128,7 +129,8 @@ def quantize_mixed(g: Graph, samples: list[dict], ranges: dict, opts) -> Graph:
     `ranges` from the observer of opts (min/max for an all-int16 build)."""
     keep = resolve_nodes(g, opts.keep_float, "--keep-float")
     if opts.precision == "int16":
-        return MixedRewriter(g, ranges, ranges, True, keep, opts.scaling, opts.packed).run()
+        return MixedRewriter(g, ranges, ranges, True, keep, opts.scaling, opts.packed,
+                             opts.per_channel).run()
     from .calibrate import calibrate
     ranges16 = calibrate(g, samples, "minmax", False)
     wide = resolve_nodes(g, opts.int16, "--int16")
@@ -137,4 +139,5 @@ def quantize_mixed(g: Graph, samples: list[dict], ranges: dict, opts) -> Graph:
     if opts.target_sqnr is not None:
         from .auto import raise_to_int16
         wide = raise_to_int16(g, samples, ranges, ranges16, wide, keep, opts)
-    return MixedRewriter(g, ranges, ranges16, wide, keep, opts.scaling, opts.packed).run()
+    return MixedRewriter(g, ranges, ranges16, wide, keep, opts.scaling, opts.packed,
+                         opts.per_channel).run()

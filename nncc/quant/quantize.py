@@ -18,6 +18,7 @@ class QuantOptions:
     progress: bool = False      # a progress bar on stderr while calibrating
     packed: bool = True         # QConv / QGemm bias + requantization in 2 bytes per channel
     fuse_add: bool = True       # QConv -> QAdd fused into one QConv (quant/fuse_qadd.py)
+    per_channel: bool = True    # weight scales per output channel; False: per tensor (--per-tensor)
     int16: list[str] = field(default_factory=list)       # nodes with int16 outputs (quant/mixed.py)
     keep_float: list[str] = field(default_factory=list)  # nodes left in float
     datafree: object = None     # datafree.DataFreeOptions: `--calib none`, no samples used
@@ -58,7 +59,8 @@ def quantize(g: Graph, opts: QuantOptions) -> Graph:
         if opts.mixed:
             raise UsageError("data-free quantization makes a plain int8 build (no int16 or float layers)")
         from .datafree import datafree
-        g, ranges = datafree(g, opts.datafree, opts.scaling, opts.packed, opts.progress)
+        g, ranges = datafree(g, opts.datafree, opts.scaling, opts.packed, opts.progress,
+                             opts.per_channel)
     else:
         if opts.mixed:
             from .mixed import check_names
@@ -71,7 +73,7 @@ def quantize(g: Graph, opts: QuantOptions) -> Graph:
         from .mixed import quantize_mixed
         q = quantize_mixed(g, samples, ranges, opts)
     else:
-        q = quantize_graph(g, ranges, opts.scaling, opts.packed)
+        q = quantize_graph(g, ranges, opts.scaling, opts.packed, opts.per_channel)
     if opts.fuse_add:
         from .fuse_qadd import fuse_qadd
         fuse_qadd(q)

@@ -65,14 +65,15 @@ def act_params(lo: float, hi: float, scaling: str) -> QuantParams:
     return QuantParams((float(np.float32(scale)),), (zp,))
 
 
-def weight_params(w: np.ndarray, scaling: str, packed: bool = False
+def weight_params(w: np.ndarray, scaling: str, packed: bool = False, per_channel: bool = True
                   ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """Symmetric per-output-channel (axis 0) int8 weights -> (int8 weights, float64 scales,
     k). Unpacked, each channel's scale fits its range (a power of two with "shift"). Packed,
     channel c's scale is the layer's scale (that of its widest channel) times 2^-k[c], k[c] in
     [0, MAX_K]: the largest such that the channel's range still fits, so at most one bit of
-    the channel's int8 range is lost, and its requantization is the layer's shifted by k[c]."""
-    flat, maxabs, layer = channel_ranges(w)
+    the channel's int8 range is lost, and its requantization is the layer's shifted by k[c].
+    per_channel=False: every channel takes the layer's range (one scale per tensor)."""
+    flat, maxabs, layer = channel_ranges(w, per_channel)
     if scaling == "shift":
         exps = np.array([fp.pot_exponent(m / 127.0) for m in maxabs])
         k = np.clip(exps.max() - exps, 0, MAX_K) if packed else np.zeros(len(exps), np.int64)
@@ -85,13 +86,13 @@ def weight_params(w: np.ndarray, scaling: str, packed: bool = False
     return q.reshape(w.shape), scales, k.astype(np.int64)
 
 
-def channel_ranges(w: np.ndarray) -> tuple[np.ndarray, np.ndarray, float]:
-    """(w as float64 channels x rest, each channel's max |w| (a zero channel: the layer's),
-    the layer's max |w| (127 when all zero))."""
+def channel_ranges(w: np.ndarray, per_channel: bool = True) -> tuple[np.ndarray, np.ndarray, float]:
+    """(w as float64 channels x rest, each channel's max |w| (a zero channel, or every channel
+    when not per_channel: the layer's), the layer's max |w| (127 when all zero))."""
     flat = np.asarray(w, np.float64).reshape(w.shape[0], -1)
     maxabs = np.abs(flat).max(axis=1)
     layer = maxabs.max() if maxabs.max() > 0 else 127.0
-    return flat, np.where(maxabs > 0, maxabs, layer), layer
+    return flat, np.where((maxabs > 0) & per_channel, maxabs, layer), layer
 
 
 def packed_scales(flat: np.ndarray, maxabs: np.ndarray, layer: float, factors=None):
@@ -130,10 +131,12 @@ def clamp_bounds(node: Node, qp: QuantParams, qmin: int = QMIN, qmax: int = QMAX
 
 
 class Rewriter:
-    def __init__(self, g: Graph, ranges: dict, scaling: str = "fixed", packed: bool = True):
+    def __init__(self, g: Graph, ranges: dict, scaling: str = "fixed", packed: bool = True,
+                 per_channel: bool = True):
         if scaling not in ("fixed", "shift", "double-shift"):
             raise UnsupportedOp(f"--scaling {scaling} (fixed, shift, double-shift are implemented)")
         self.src, self.ranges, self.scaling, self.packed = g, ranges, scaling, packed
+        self.per_channel = per_channel  # weight scales per output channel, else per tensor
         self.g = Graph(g.name)
         self.absorbed: set[str] = set()
         self.refused: list[str] = []
@@ -245,9 +248,9 @@ class Rewriter:
         wide = self.g.tensors[x].dtype == "int16"
         s_in = self.qp(x).scale[0]
         if self.scaling == "double-shift":
-            wq, s_w, k = double_shift.weight_params(w, s_in, s_out, self.packed)
+            wq, s_w, k = double_shift.weight_params(w, s_in, s_out, self.packed, self.per_channel)
         else:
-            wq, s_w, k = weight_params(w, self.scaling, self.packed)
+            wq, s_w, k = weight_params(w, self.scaling, self.packed, self.per_channel)
         wname = self.const(f"{w_name}_q", wq, "int8")
         if self.packed and not wide:
             extra, attrs = self.packed_inputs(name, s_in, s_w, k, s_out, bias)
@@ -270,7 +273,8 @@ class Rewriter:
         out = node.outputs[0]
         qp_out = self.act(out)
         if self.scaling == "double-shift":
-            qp_out = double_shift.raise_output(qp_out, self.src.const(w), self.qp(x), self.packed)
+            qp_out = double_shift.raise_output(qp_out, self.src.const(w), self.qp(x), self.packed,
+                                               self.per_channel)
         wname, extra, pack = self.requant_consts(node.name, w, x, self.src.const(w), qp_out.scale[0],
                                                  self.src.const(b) if b else None)
         attrs = {k: v for k, v in node.attrs.items() if k != FUSED_ACTIVATION}
@@ -320,7 +324,7 @@ class Rewriter:
         out = last.outputs[0]
         qp_out = self.act(out)
         if self.scaling == "double-shift":
-            qp_out = double_shift.raise_output(qp_out, w, self.qp(a), self.packed)
+            qp_out = double_shift.raise_output(qp_out, w, self.qp(a), self.packed, self.per_channel)
         wname, extra, pack = self.requant_consts(node.name, node.inputs[1], a, w, qp_out.scale[0],
                                                  bias)
         attrs = {**self.quant_attrs(last, a, qp_out), **pack}
@@ -434,7 +438,9 @@ def unfuse_conv_pool(g: Graph) -> Graph:
     return out
 
 
-def quantize_graph(g: Graph, ranges: dict, scaling: str = "fixed", packed: bool = True) -> Graph:
+def quantize_graph(g: Graph, ranges: dict, scaling: str = "fixed", packed: bool = True,
+                   per_channel: bool = True) -> Graph:
     """The int8 graph of float graph `g` given calibrated `ranges` (see calibrate.py); packed:
-    QConv / QGemm in the packed form (2 bytes per output channel, see weight_params)."""
-    return Rewriter(g, ranges, scaling, packed).run()
+    QConv / QGemm in the packed form (2 bytes per output channel, see weight_params);
+    per_channel: weight scales per output channel (default), else one per tensor."""
+    return Rewriter(g, ranges, scaling, packed, per_channel).run()
