@@ -89,17 +89,17 @@ def grid_values(lo: float, hi: float) -> np.ndarray:
     return np.unique(out[(out >= lo) & (out < hi)])
 
 
-def weight_params(w: np.ndarray, s_in: float, s_out: float, packed: bool, per_channel: bool = True
-                  ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+def weight_params(w: np.ndarray, s_in: float, s_out: float, packed: bool, per_channel: bool = True,
+                  max_k: int | None = None) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """rewrite.weight_params for double-shift: (int8 weights, scales, k) with every channel's
     s_in * s_w / s_out exactly a grid value (module docstring)."""
-    from .rewrite import channel_ranges, packed_scales, round_away
+    from .rewrite import MAX_K, channel_ranges, packed_scales, round_away
     flat, maxabs, layer = channel_ranges(w, per_channel)
     to_alpha = s_in / s_out
     if packed:
         base = layer / 127.0 * to_alpha
         factors = grid_values(base, 2.0 * base) / base
-        scales, k = packed_scales(flat, maxabs, layer, factors)
+        scales, k = packed_scales(flat, maxabs, layer, factors, MAX_K if max_k is None else max_k)
     else:
         grid = np.array([value(*encode(a, "ceil")) for a in maxabs / 127.0 * to_alpha])
         scales, k = grid / to_alpha, np.zeros(len(maxabs), np.int64)

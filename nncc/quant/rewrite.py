@@ -42,6 +42,10 @@ from .int16 import BIAS_LIMIT
 QMIN, QMAX = -128, 127
 ZERO_RANGE_SCALE = 2.0 ** -7
 MAX_K = 15  # packed form: channel weight scales span at most 2^15 within a layer (4 bits)
+# Packed form: the most a channel's bias may be off after its 16 - pack_bits bit rounding, in
+# output steps. Past it the layer's k range is narrowed, and at k = 0 the layer is unpacked: a
+# channel with tiny weights and a large bias (MLPerf VWW) would otherwise be off by hundreds.
+MAX_BIAS_ERROR = 0.25
 VIEWS = ("Reshape", "Flatten", "Squeeze", "Unsqueeze", "Identity", "Dropout")
 POOLS = ("MaxPool", "AveragePool", "GlobalMaxPool", "GlobalAveragePool")
 
@@ -65,21 +69,21 @@ def act_params(lo: float, hi: float, scaling: str) -> QuantParams:
     return QuantParams((float(np.float32(scale)),), (zp,))
 
 
-def weight_params(w: np.ndarray, scaling: str, packed: bool = False, per_channel: bool = True
-                  ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+def weight_params(w: np.ndarray, scaling: str, packed: bool = False, per_channel: bool = True,
+                  max_k: int = MAX_K) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """Symmetric per-output-channel (axis 0) int8 weights -> (int8 weights, float64 scales,
     k). Unpacked, each channel's scale fits its range (a power of two with "shift"). Packed,
     channel c's scale is the layer's scale (that of its widest channel) times 2^-k[c], k[c] in
-    [0, MAX_K]: the largest such that the channel's range still fits, so at most one bit of
+    [0, max_k]: the largest such that the channel's range still fits, so at most one bit of
     the channel's int8 range is lost, and its requantization is the layer's shifted by k[c].
     per_channel=False: every channel takes the layer's range (one scale per tensor)."""
     flat, maxabs, layer = channel_ranges(w, per_channel)
     if scaling == "shift":
         exps = np.array([fp.pot_exponent(m / 127.0) for m in maxabs])
-        k = np.clip(exps.max() - exps, 0, MAX_K) if packed else np.zeros(len(exps), np.int64)
+        k = np.clip(exps.max() - exps, 0, max_k) if packed else np.zeros(len(exps), np.int64)
         scales = 2.0 ** (exps.max() - k) if packed else 2.0 ** exps
     elif packed:
-        scales, k = packed_scales(flat, maxabs, layer)
+        scales, k = packed_scales(flat, maxabs, layer, max_k=max_k)
     else:
         k, scales = np.zeros(len(maxabs), np.int64), maxabs / 127.0
     q = np.clip(round_away(flat / scales[:, None]), -127, 127).astype(np.int8)
@@ -95,14 +99,15 @@ def channel_ranges(w: np.ndarray, per_channel: bool = True) -> tuple[np.ndarray,
     return flat, np.where((maxabs > 0) & per_channel, maxabs, layer), layer
 
 
-def packed_scales(flat: np.ndarray, maxabs: np.ndarray, layer: float, factors=None):
+def packed_scales(flat: np.ndarray, maxabs: np.ndarray, layer: float, factors=None,
+                  max_k: int = MAX_K):
     """-> (scales, k) of the packed form for `fixed`: the layer scale is layer / 127 times the
     factor in [1, 2) (16 candidates, or `factors`) that minimises the layer's weight rounding
     error; each channel then takes the finest scale 2^-k below it that still covers its range."""
     best = None
     for t in 2.0 ** (np.arange(16) / 16) if factors is None else factors:
         s_layer = layer / 127.0 * t
-        k = np.clip(np.floor(np.log2(s_layer * 127.0 / maxabs)), 0, MAX_K).astype(np.int64)
+        k = np.clip(np.floor(np.log2(s_layer * 127.0 / maxabs)), 0, max_k).astype(np.int64)
         scales = s_layer * 2.0 ** -k
         q = np.clip(round_away(flat / scales[:, None]), -127, 127)
         err = float(np.sum((flat - q * scales[:, None]) ** 2))
@@ -216,10 +221,11 @@ class Rewriter:
         return [bias_in, self.const(f"{name}_mult", mult, "int32"),
                 self.const(f"{name}_shift", shift, "int8")]
 
-    def packed_inputs(self, name: str, s_in: float, s_w: np.ndarray, k: np.ndarray, s_out: float,
-                      bias: np.ndarray | None) -> tuple[list[str], dict]:
-        """([packed int16 or ""], attributes) of the packed form (ops/quantized.py): the layer's
-        requantization in attributes, one int16 per channel holding the bias and k."""
+    def packed_values(self, s_in: float, s_w: np.ndarray, k: np.ndarray, s_out: float,
+                      bias: np.ndarray | None) -> tuple[np.ndarray, dict, float]:
+        """(one int16 per channel holding the bias and k, attributes, the largest bias rounding
+        error of a channel in output steps) of the packed form (ops/quantized.py): the layer's
+        requantization in attributes."""
         bits = int(k.max()).bit_length()
         s_layer = float(s_w[0] * 2.0 ** k[0])  # the same for every channel
         if self.scaling == "shift":
@@ -235,27 +241,66 @@ class Rewriter:
         while bias_shift < 30 and np.any(np.abs(round_away(b / 2.0 ** bias_shift)) > lim - 1):
             bias_shift += 1
         bq = np.clip(round_away(b / 2.0 ** bias_shift), -lim, lim - 1).astype(np.int64)
+        err = float(np.max(np.abs(bq * 2.0 ** bias_shift - b) * s_in * s_w / s_out))
         attrs = {"pack_bits": bits, "bias_shift": bias_shift, "multiplier": int(mult),
                  "shift_base": int(base)}
-        if bias is None and bits == 0:
-            return [""], attrs
-        return [self.const(f"{name}_bias_k", bq * (1 << bits) + k, "int16")], attrs
+        return bq * (1 << bits) + k, attrs, err
+
+    def fit_bias(self, w: np.ndarray, wq: np.ndarray, s_w: np.ndarray, s_in: float, s_out: float,
+                 bias: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """Unpacked form: a channel whose weights are so small that its bias in accumulator
+        steps would pass 2^30 (int32, with room for the sum) gets the coarsest weight scale that
+        keeps it there, chosen as the scaling requires (a power of two, a double-shift value).
+        Its weights are ~0 next to its bias anyway; clipping the bias would be far worse."""
+        need = np.abs(np.asarray(bias, np.float64)) / (s_in * 2.0 ** 30)
+        low = np.flatnonzero(s_w < need)
+        if not len(low):
+            return wq, s_w
+        s_w, wq = s_w.copy(), wq.copy()
+        for c in low:
+            if self.scaling == "shift":
+                s_w[c] = 2.0 ** np.ceil(np.log2(need[c]))
+            elif self.scaling == "double-shift":
+                to_alpha = s_in / s_out
+                s_w[c] = double_shift.value(*double_shift.encode(need[c] * to_alpha, "ceil")) / to_alpha
+            else:
+                s_w[c] = need[c]
+            flat = np.asarray(w[c], np.float64)
+            wq[c] = np.clip(round_away(flat / s_w[c]), -127, 127).astype(np.int8)
+        return wq, s_w
 
     def requant_consts(self, name: str, w_name: str, x: str, w: np.ndarray, s_out: float,
                        bias: np.ndarray | None) -> tuple[str, list[str], dict]:
-        """(int8 weights, [bias / requantization constants], extra attributes) of a QConv / QGemm."""
-        # int16 input: never packed (ops/quantized.py), but the int8 build's weights and scales
-        wide = self.g.tensors[x].dtype == "int16"
+        """(int8 weights, [bias / requantization constants], extra attributes) of a QConv / QGemm.
+        Packed unless its bias would be off by more than MAX_BIAS_ERROR output steps even with
+        the channel scales' range narrowed to 2^0 (then the per-channel constants are stored)."""
+        wide = self.g.tensors[x].dtype == "int16"  # int16 input: never packed (ops/quantized.py)
         s_in = self.qp(x).scale[0]
-        if self.scaling == "double-shift":
-            wq, s_w, k = double_shift.weight_params(w, s_in, s_out, self.packed, self.per_channel)
+
+        def weights(packed: bool, max_k: int = MAX_K):
+            if self.scaling == "double-shift":
+                return double_shift.weight_params(w, s_in, s_out, packed, self.per_channel, max_k)
+            return weight_params(w, self.scaling, packed, self.per_channel, max_k)
+        if wide:  # unpacked int64 bias: the int8 build's weight scales keep all their range
+            wq, s_w, _ = weights(self.packed)
+            return (self.const(f"{w_name}_q", wq, "int8"),
+                    self.requant_inputs(name, s_in, s_w, s_out, bias, wide), {})
+        for max_k in range(MAX_K, -1, -1) if self.packed else ():
+            wq, s_w, k = weights(True, max_k)
+            packed, attrs, err = self.packed_values(s_in, s_w, k, s_out, bias)
+            if err <= MAX_BIAS_ERROR:
+                break
         else:
-            wq, s_w, k = weight_params(w, self.scaling, self.packed, self.per_channel)
+            wq, s_w, k = weights(False)
+            if bias is not None:
+                wq, s_w = self.fit_bias(w, wq, s_w, s_in, s_out, bias)
+            packed = None
         wname = self.const(f"{w_name}_q", wq, "int8")
-        if self.packed and not wide:
-            extra, attrs = self.packed_inputs(name, s_in, s_w, k, s_out, bias)
-            return wname, extra, attrs
-        return wname, self.requant_inputs(name, s_in, s_w, s_out, bias, wide), {}
+        if packed is None:
+            return wname, self.requant_inputs(name, s_in, s_w, s_out, bias), {}
+        if bias is None and attrs["pack_bits"] == 0:
+            return wname, [""], attrs
+        return wname, [self.const(f"{name}_bias_k", packed, "int16")], attrs
 
     def quant_attrs(self, node: Node, x: str, qp_out: QuantParams) -> dict:
         lo, hi = clamp_bounds(node, qp_out)
