@@ -12,7 +12,7 @@ import numpy as np
 from . import __version__
 from .errors import NnccError, UsageError
 from .frontend import parse_input_shapes
-from .table import format_table
+from .table import ellipsize, format_table
 
 
 def _common(p: argparse.ArgumentParser) -> None:
@@ -231,7 +231,7 @@ def cmd_analyze(a) -> int:
     if a.json:
         print(json.dumps(r, indent=2))
         return 0
-    rows = [[ly["name"], ly["op"], "x".join(map(str, ly["output_shape"])), f"{ly['macs']:,}",
+    rows = [[ellipsize(ly["name"]), ly["op"], "x".join(map(str, ly["output_shape"])), f"{ly['macs']:,}",
              f"{ly['params']:,}", f"{ly['weights_bytes']:,}", f"{ly['out_bytes']:,}",
              f"{ly['live_bytes']:,}"] for ly in r["layers"]]
     rows.append(["total", "", "", f"{r['macs']:,}", f"{r['params']:,}", f"{r['weights_bytes']:,}",
@@ -243,7 +243,7 @@ def cmd_analyze(a) -> int:
     if r["layers"]:
         # RAM B: arena bytes live while the layer runs; the first maximum is the lower bound.
         peak = max(r["layers"], key=lambda ly: ly["live_bytes"])
-        print(f"peak at layer {peak['name']} ({peak['live_bytes']:,} B live)")
+        print(f"peak at layer {ellipsize(peak['name'], 80)} ({peak['live_bytes']:,} B live)")
     if a.plot:
         print(f"wrote {a.plot}")
     return 0
