@@ -14,6 +14,7 @@ from onnx import helper
 from nncc.compiler import analyze, load
 from nncc.memory import lifetimes
 from nncc.plot import fit_label, geometry, render_svg, shorten
+from nncc.table import ellipsize
 from tests.test_errors import assert_user_error, conv_relu, nncc
 from tests.util import FIXTURES, make_model, save
 
@@ -134,7 +135,7 @@ def test_table_ram_column_and_json(tmp_path):
     live = [ly["live_bytes"] for ly in rep["layers"]]
     assert max(live) == rep["arena_lower_bound_bytes"] <= rep["arena_bytes"]
     peak = next(ly for ly in rep["layers"] if ly["live_bytes"] == max(live))
-    assert f"peak at layer {peak['name']} ({max(live):,} B live)" in r.stdout
+    assert f"peak at layer {ellipsize(peak['name'], 80)} ({max(live):,} B live)" in r.stdout
     # the RAM column of each layer row is its live_bytes
     rows = r.stdout.splitlines()[2:2 + len(rep["layers"])]
     assert [row.split()[-1] for row in rows] == [f"{v:,}" for v in live]
