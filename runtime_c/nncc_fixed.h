@@ -27,12 +27,20 @@ static inline int32_t nncc_sat_i64(int64_t v)
  * TFLite SaturatingRoundingDoublingHighMul. */
 static inline int32_t nncc_srdhm(int32_t a, int32_t b)
 {
-    const int64_t ab = (int64_t)a * (int64_t)b;
-    const int64_t nudge = ab >= 0 ? ((int64_t)1 << 30) : (1 - ((int64_t)1 << 30));
     if (a == INT32_MIN && b == INT32_MIN) {
         return INT32_MAX;
     }
-    return (int32_t)((ab + nudge) / ((int64_t)1 << 31)); /* C division truncates toward 0 */
+#if defined(__ARM_ARCH_6M__) /* no 32x32->64 multiply: here gcc's code for this form is faster */
+    {
+        const int64_t ab = (int64_t)a * (int64_t)b;
+        const int64_t nudge = ab >= 0 ? ((int64_t)1 << 30) : (1 - ((int64_t)1 << 30));
+        return (int32_t)((ab + nudge) / ((int64_t)1 << 31)); /* C division truncates toward 0 */
+    }
+#else
+    /* the same value: (ab + nudge) / 2^31, truncating, is floor((ab + 2^30) / 2^31) for both
+       nudges (see nncc_requantize_r8h()) */
+    return (int32_t)(((int64_t)a * (int64_t)b + ((int64_t)1 << 30)) >> 31);
+#endif
 }
 
 /* x / 2^exponent rounded to nearest, ties away from zero; exponent in [0, 62]. */
@@ -103,6 +111,29 @@ static inline int32_t nncc_requantize(int32_t acc, int32_t m, int32_t shift, int
                                       int32_t lo, int32_t hi)
 {
     return nncc_clamp_i32(nncc_sat_i64((int64_t)nncc_mul_qm(acc, m, shift) + zp), lo, hi);
+}
+
+/* nncc_requantize() for shift <= 0 (no left shift: the usual case) and an int8 output (zp, lo,
+ * hi within +-255), with the per-channel numbers hoisted by the caller: m != INT32_MIN, right =
+ * -shift, lo_zp = lo - zp, hi_zp = hi - zp. The same value in 32-bit steps: nncc_srdhm()'s
+ * (ab + nudge) / 2^31, truncating, with nudge 2^30 (ab >= 0) or 1 - 2^30 (ab < 0), is
+ * floor((ab + 2^30) / 2^31) in both cases (one add and an arithmetic shift); the clamp comes
+ * before zp is added, so nothing can overflow and no saturation is needed. */
+static inline int32_t nncc_requantize_r8h(int32_t acc, int32_t m, int right, int32_t zp,
+                                          int32_t lo_zp, int32_t hi_zp)
+{
+    const int32_t x = (int32_t)(((int64_t)acc * (int64_t)m + ((int64_t)1 << 30)) >> 31);
+    return nncc_clamp_i32(nncc_rdbpot(x, right), lo_zp, hi_zp) + zp;
+}
+
+/* The same with the numbers as nncc_requantize() takes them (shift <= 0, int8 output). */
+static inline int32_t nncc_requantize_r8(int32_t acc, int32_t m, int32_t shift, int32_t zp,
+                                         int32_t lo, int32_t hi)
+{
+    if (m == INT32_MIN) { /* never a quantize_multiplier() value */
+        return nncc_requantize(acc, m, shift, zp, lo, hi);
+    }
+    return nncc_requantize_r8h(acc, m, (int)-shift, zp, lo - zp, hi - zp);
 }
 
 /* The same with a power-of-two scale: acc * 2^-shift + zp, clamped. */
@@ -200,5 +231,42 @@ static inline float nncc_dequantize_f32(int32_t q, float scale, int32_t zp)
 {
     return (float)(q - zp) * scale;
 }
+
+#if defined(__ARM_FEATURE_DSP)
+/* Cores with the DSP extension (Cortex-M4/M7/M33): the int8 kernels' inner loops use its SIMD
+ * instructions (ACLE intrinsics), on int16 pairs: SXTB16 widens bytes 0 and 2 of a word (with
+ * ROR #8, bytes 1 and 3), SXTAB16 adds a pair to them, SMLAD adds both products of two pairs.
+ * The rotated forms are one instruction each, which gcc does not fuse from a C rotate. */
+#include <arm_acle.h>
+#include <string.h>
+
+static inline uint32_t nncc_ld16(const int8_t *p) /* unaligned, little-endian */
+{
+    uint16_t v;
+    memcpy(&v, p, 2);
+    return v;
+}
+
+static inline uint32_t nncc_ld32(const int8_t *p)
+{
+    uint32_t v;
+    memcpy(&v, p, 4);
+    return v;
+}
+
+static inline uint32_t nncc_sxtb16_ror8(uint32_t v)
+{
+    uint32_t r;
+    __asm__("sxtb16 %0, %1, ror #8" : "=r"(r) : "r"(v));
+    return r;
+}
+
+static inline uint32_t nncc_sxtab16_ror8(uint32_t a, uint32_t v)
+{
+    uint32_t r;
+    __asm__("sxtab16 %0, %1, %2, ror #8" : "=r"(r) : "r"(a), "r"(v));
+    return r;
+}
+#endif
 
 #endif /* NNCC_FIXED_H */

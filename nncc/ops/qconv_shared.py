@@ -9,9 +9,16 @@ output channels per loaded input (4 when they divide evenly), the
 scaling, whether there is a bias and a fused QAdd; shapes, window and numbers are run-time.
 A fused QAdd's numbers go in a second struct. Only the packed form of nncc/quant/rewrite.py with
 int8 tensors, 1-D/2-D windows and "fixed" / "shift" scaling is shared; any other QConv keeps its
-specialized kernel (conv_q.c.j2)."""
+specialized kernel (conv_q.c.j2).
+
+On cores with the DSP extension (`__ARM_FEATURE_DSP`: Cortex-M4/M7/M33) the 1x1 ("pws") and
+general ("directs") kinds have a SIMD path (int16 pairs, SMLAD) and the 3x3 depthwise kind
+("dw3", every target) runs on rows padded into a stack buffer; other targets compile the portable
+loops, with the same numbers."""
 from __future__ import annotations
 
+COL_MAX = 576  # taps of the general kernel's window widened on the stack (int16: 1152 bytes)
+DW3_BUF = 1024  # the 3x3 depthwise kernel's stack buffer of padded input rows
 # struct field -> C type; the layer's values must fit (else the specialized kernel is used)
 FIELDS = {"multiplier": "int32_t", "N": "int16_t", "C": "int16_t", "M": "int16_t",
           "group": "int16_t", "ih": "int16_t", "iw": "int16_t", "oh": "int16_t", "ow": "int16_t",
@@ -76,10 +83,23 @@ def shared_context(op, ctx: dict, ins, outs) -> dict:
     unit = g["k"] == g["s"] == (1, 1, 1) and not any(g["pb"]) and not any(g["pe"])
     pw = unit and ctx["group"] == 1 and kernel != "dw_inplace"
     inplace = kernel != "direct"
-    ob = ctx["ob"] if ctx["M"] // ctx["group"] % 4 == 0 else 1
     dw = not pw and ctx["group"] == ctx["C"] == ctx["M"]
-    k3 = dw and g["k"][2] == 3 and g["d"][2] == 1  # rows of 3 taps unrolled
-    fn = f"nncc_qconv_{'pw' if pw else 'dw3' if k3 else 'dw' if dw else 'direct'}_ob{ob}_"
+    # 3x3 windows, dilation 1 across, padded rows into a stack buffer of DW3_BUF bytes (at least
+    # one output row's windows must fit)
+    pwid = (g["o"][2] - 1) * g["s"][2] + 3
+    k3 = (dw and g["k"][1:] == (3, 3) and g["d"][2] == 1
+          and pwid * (2 * g["d"][1] + 1) <= DW3_BUF)
+    # the DSP-extension path of the 1x1 kernel (2 x 2 outputs, 4 input channels per step; its
+    # widened inputs take C * 4 bytes of stack)
+    simd = pw and ctx["C"] % 4 == 0 and ctx["C"] <= 256 and ctx["M"] % 2 == 0
+    # ... and of the general kernel (group 1): a window of kc <= COL_MAX taps (kc % 4 == 0) widened
+    # to int16 on the stack, 2 output channels per step
+    kc = ctx["C"] * g["k"][1] * g["k"][2]
+    simd = simd or (not pw and not dw and ctx["group"] == 1 and kc % 4 == 0 and kc <= COL_MAX
+                    and ctx["M"] % 2 == 0)
+    # output channels per loaded input of the portable loops (the 1x1 SIMD path's last pixel: 1)
+    ob = ctx["ob"] if ctx["M"] // ctx["group"] % 4 == 0 else 1
+    fn = f"nncc_qconv_{'pw' if pw else 'dw3' if k3 else 'dw' if dw else 'direct'}{'s' if simd else ''}_ob{ob}_"
     tail = f"{ctx['scaling']}{'_b' if ctx['has_bias'] else ''}"
     out = f"nncc_qconv_out_{tail}"
     parts = ["qconv_params", out]
@@ -90,7 +110,7 @@ def shared_context(op, ctx: dict, ins, outs) -> dict:
         parts = ["qconv_params", "qadd_params", out, qadd_fn]
     fn += tail
     parts.append(fn)
-    return {"shared": parts, "shared_fn": fn, "shared_out": out, "shared_qadd": qadd_fn, "shared_pw": pw, "shared_dw": dw, "shared_k3": k3,
+    return {"shared": parts, "shared_fn": fn, "shared_out": out, "shared_qadd": qadd_fn, "shared_pw": pw, "shared_simd": simd, "shared_dw": dw, "shared_k3": k3, "dw3_buf": DW3_BUF, "col_max": COL_MAX,
             "shared_ob": ob,
             "shared_inplace": inplace, "qp": {f: int(v) for f, v in qp.items()},
             "qp_types": FIELDS, "rt": {**RUNTIME_Q, "scaling": ctx["scaling"]}, **add}

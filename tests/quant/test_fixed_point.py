@@ -24,6 +24,8 @@ def clib(tmp_path_factory):
         void t_shift_round(const int32_t *, const int32_t *, int32_t *, int);
         void t_requantize(const int32_t *, const int32_t *, const int32_t *, int32_t, int32_t,
                           int32_t, int32_t *, int);
+        void t_requantize_r8(const int32_t *, const int32_t *, const int32_t *, int32_t, int32_t,
+                             int32_t, int32_t *, int);
         void t_requantize_shift(const int32_t *, const int32_t *, int32_t, int32_t, int32_t,
                                 int32_t *, int);
         void t_dshift_round(const int32_t *, const int32_t *, const int32_t *, int32_t *, int);
@@ -106,6 +108,21 @@ def test_mul_qm_and_requantize(clib):
     np.testing.assert_array_equal(call(clib, "mul_qm", x, m, s), fp.multiply_by_quantized_multiplier(x, m, s))
     for zp, lo, hi in [(0, -128, 127), (-128, -128, 127), (5, -128, 127), (-20, -20, 40)]:
         got = call(clib, "requantize", x, m, s, zp, lo, hi)
+        np.testing.assert_array_equal(got, fp.requantize(x, m, s, zp, lo, hi, np.int32))
+
+
+def test_requantize_r8(clib):
+    """The int8 kernels' requantization for shift <= 0 (32-bit steps) == requantize(), on edge
+    accumulators, the whole int32 range and every right shift 0..31."""
+    rng = np.random.default_rng(4)
+    x = np.concatenate([np.repeat(EDGES, 32), rand_i32(rng, 30000)]).astype(np.int32)
+    m = np.concatenate([np.full(len(EDGES) * 32, 2 ** 31 - 1),
+                        rng.integers(2 ** 30, 2 ** 31, 30000)]).astype(np.int32)
+    m[:32] = -(2 ** 31)  # not a quantize_multiplier() value: the general path
+    m[32:64] = 2 ** 30
+    s = -np.concatenate([np.tile(np.arange(32), len(EDGES)), rng.integers(0, 32, 30000)]).astype(np.int32)
+    for zp, lo, hi in [(0, -128, 127), (-128, -128, 127), (5, -128, 127), (-20, -20, 40), (127, -128, 127)]:
+        got = call(clib, "requantize_r8", x, m, s, zp, lo, hi)
         np.testing.assert_array_equal(got, fp.requantize(x, m, s, zp, lo, hi, np.int32))
 
 

@@ -95,7 +95,8 @@ def test_inplace_q_equals_integer_reference(tmp_path, name, scaling, packed, tai
     assert al.kind[al.host(node.inputs[0])] == ("arena" if tail else "output")
     ws_name, ws_bytes = al.workspace[node.name]
     y = res.graph.tensors[node.outputs[0]]
-    assert ws_bytes == (int(np.prod(y.shape[2:])) if kernel == "dw_inplace" else y.shape[1])  # int8
+    # int8: one output plane (dw), two pixels' output channels (pw)
+    assert ws_bytes == (int(np.prod(y.shape[2:])) if kernel == "dw_inplace" else 2 * y.shape[1])
     assert ws_name in res.plan.offsets
     code = (res.out_dir / "m.c").read_text() if (res.out_dir / "m.c").exists() else \
         next(res.out_dir.glob("*.c")).read_text()

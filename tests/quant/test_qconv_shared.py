@@ -69,7 +69,7 @@ def test_shared_equals_integer_reference(tmp_path, scaling, batch, bias):
     assert len(defined) == len(set(defined))
     kinds = {re.sub(rf"_{scaling}(_b)?$", "", f) for f in defined}
     assert kinds == {f"nncc_qconv_{k}" for k in ("dw3_ob1", "dw_ob1", "direct_ob4", "direct_ob1",
-                                                 "pw_ob4", "pw_ob1")}
+                                                 "pws_ob4", "pws_ob1")}
     # the two depthwise layers (one in place) call the same function
     calls = re.findall(r"^    (nncc_qconv_\w+)\(&p, ", code, re.MULTILINE)
     assert len(calls) == 7 and len(set(calls)) == len(defined)

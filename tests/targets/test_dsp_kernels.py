@@ -1,0 +1,92 @@
+"""The DSP-extension paths of the shared int8 conv kernels (templates/ops/conv_q_shared.c.j2 under
+`__ARM_FEATURE_DSP`): built for cortex-m4 and run in QEMU, every int8 output equals the host
+build's (the portable path), which equals the integer reference. The model exercises what those
+paths special-case: 1x1 layers over an odd number of pixels (the last pixel takes the portable
+loop), in place and not, with a fused residual Add, a 1x1 layer the SIMD path refuses
+(C % 4 != 0), no bias; 3x3 depthwise layers whose inside columns come in pairs (stride 1) and
+alone (odd count, stride 2, vertical dilation); 3x3 layers with their window widened on the stack
+(with a fused residual; stride 2, asymmetric pads)."""
+from __future__ import annotations
+
+import re
+
+import numpy as np
+import pytest
+from onnx import helper
+
+from nncc import firmware
+from nncc.host import HostModel
+from nncc.quant.quantize import QuantOptions
+from tests.quant.qutil import build, check_exact
+from tests.util import make_model, save
+
+pytestmark = pytest.mark.cross
+RNG = np.random.default_rng(11)
+XS = (1, 8, 5, 5)  # 25 pixels: 12 pairs and a last one
+
+
+def conv(name, x, y, w_shape, bias=True, **attrs):
+    inits = {f"{name}_w": (RNG.standard_normal(w_shape) * 0.4).astype(np.float32)}
+    if bias:
+        inits[f"{name}_b"] = (RNG.standard_normal(w_shape[0]) * 0.2).astype(np.float32)
+    return helper.make_node("Conv", [x, *inits], [y], **attrs), inits
+
+
+def model(tmp_path):
+    """x -> 1x1 8->8 (in place) -> Relu -> 1x1 8->12 -> 1x1 12->12 + residual -> dw 3x3 ->
+    3x3 12->12 + residual -> 1x1 12->6 (no bias) -> 1x1 6->4 (C % 4 != 0) -> dw 3x3 stride 2,
+    dilations 2x1 -> 3x3 4->6 stride 2, asymmetric pads -> y."""
+    layers = [("a", "x", "a", (8, 8, 1, 1), True, {}),
+              ("b", "ar", "b", (12, 8, 1, 1), True, {}),
+              ("c", "b", "c", (12, 12, 1, 1), True, {}),
+              ("d", "s", "d", (12, 1, 3, 3), True, {"group": 12, "pads": [1, 1, 1, 1]}),
+              ("h", "d", "h", (12, 12, 3, 3), True, {"pads": [1, 1, 1, 1]}),
+              ("e", "t", "e", (6, 12, 1, 1), False, {}),
+              ("f", "e", "f", (4, 6, 1, 1), True, {}),
+              ("g", "f", "g", (4, 1, 3, 3), True, {"group": 4, "strides": [2, 2], "dilations": [2, 1],
+                                                   "pads": [2, 1, 2, 1]}),
+              ("k", "g", "y", (6, 4, 3, 3), True, {"strides": [2, 2], "pads": [1, 0, 1, 1]})]
+    nodes, inits = [], {}
+    for name, x, y, ws, bias, attrs in layers:
+        n, i = conv(name, x, y, ws, bias, **attrs)
+        nodes.append(n)
+        inits.update(i)
+        if name == "a":
+            nodes.append(helper.make_node("Relu", ["a"], ["ar"]))
+        if name == "c":
+            nodes.append(helper.make_node("Add", ["c", "b"], ["s"]))
+        if name == "h":
+            nodes.append(helper.make_node("Add", ["d", "h"], ["t"]))
+    return save(make_model(nodes, [("x", XS)], [("y", None)], inits), tmp_path)
+
+
+def samples(n, seed):
+    rng = np.random.default_rng(seed)
+    return [{"x": rng.standard_normal(XS).astype(np.float32)} for _ in range(n)]
+
+
+@pytest.mark.parametrize("scaling", ["fixed", "shift"])
+def test_dsp_paths_equal_host_and_reference(tmp_path, scaling):
+    t = firmware.load_target("cortex-m4")
+    if t.missing_tools():
+        pytest.skip(f"{', '.join(t.missing_tools())} not installed")
+    path = model(tmp_path)
+    res = build(path, tmp_path / "host", samples(6, 0), scaling=scaling)
+    check_exact(res, samples(3, 1))  # the host (portable path) == the integer reference
+    code = next(res.out_dir.glob("*.c")).read_text()
+    for kind in ("pws_ob4", "pws_ob1", "pw_ob4", "dw3_ob1", "directs_ob4"):  # the SIMD path and the portable one
+        assert f"nncc_qconv_{kind}_" in code, kind
+    # fused residuals (a 1x1 layer's and a 3x3 one's), a layer in place
+    assert len(re.findall(r"^static void nncc_qconv_\w+_qadd_", code, re.MULTILINE)) == 2
+    assert ", ws);" in code
+    quant = QuantOptions(samples=samples(6, 0), scaling=scaling)
+    fw, embedded, rr = firmware.run_on_target(path, samples(2, 2), "cortex-m4", tmp_path / "m4",
+                                               quant=quant)
+    assert rr.status == 0 and "nncc: OK" in rr.stdout, rr.stdout[-2000:]
+    host = HostModel(fw.out_dir, fw.report)
+    try:
+        for s, got in zip(embedded, rr.outputs, strict=True):
+            want = host.run(s)
+            assert got["y"].dtype == np.int8 and got["y"].tobytes() == want["y"].tobytes()
+    finally:
+        host.close()
