@@ -70,6 +70,8 @@ def build_report(g: Graph, plan: MemoryPlan, target: str = "host",
     live = plan.live_bytes_per_step
     for i, row in enumerate(layers):
         row["live_bytes"] = live[i] if i < len(live) else 0  # arena bytes in use at this layer
+        # the kernel's scratch and in-place copy buffer, planned in the arena (part of live_bytes)
+        row["workspace_bytes"] = plan.alias.workspace.get(row["name"], ("", 0))[1]
     # Weights shared by several nodes are stored once.
     weight_tensors = {t for n in g.nodes() for i, t in enumerate(n.inputs)
                       if t and g.is_const(t) and i not in make_op(n).const_inputs}

@@ -13,19 +13,27 @@ specialized kernel (conv_q.c.j2).
 
 On cores with the DSP extension (`__ARM_FEATURE_DSP`: Cortex-M4/M7/M33) the 1x1 ("pws") and
 general ("directs") kinds have a SIMD path (int16 pairs, SMLAD) and the 3x3 depthwise kind
-("dw3", every target) runs on rows padded into a stack buffer; other targets compile the portable
-loops, with the same numbers."""
+("dw3", every target) runs on rows padded into a buffer; other targets compile the portable
+loops, with the same numbers.
+
+Scratch: those three kinds' buffers (widened inputs, padded rows, sums) are the node's workspace,
+planned in the arena (QConv.workspace_bytes), never the C stack. The workspace is the in-place
+copy buffer (when the kernel writes in place) at offset 0, then the scratch at the struct's
+`scr_at` (a multiple of 4: int32 scratch stays aligned, the arena's offsets being multiples of
+--align >= 4); scr_at 0 means "not in place". The generated C is the same on every target, so a
+layer whose shape qualifies for a DSP path reserves its scratch on every target."""
 from __future__ import annotations
 
-COL_MAX = 576  # taps of the general kernel's window widened on the stack (int16: 1152 bytes)
-DW3_BUF = 1024  # the 3x3 depthwise kernel's stack buffer of padded input rows
+COL_MAX = 576  # taps of the general kernel's window widened to int16 in the scratch
+DW3_BUF = 1024  # the most bytes of padded input rows the 3x3 depthwise kernel holds at once
+DW3_ACC = 64  # the 3x3 depthwise kernel's int32 sums per chunk of an output row
 # struct field -> C type; the layer's values must fit (else the specialized kernel is used)
 FIELDS = {"multiplier": "int32_t", "N": "int16_t", "C": "int16_t", "M": "int16_t",
           "group": "int16_t", "ih": "int16_t", "iw": "int16_t", "oh": "int16_t", "ow": "int16_t",
           "ph": "int16_t", "pw": "int16_t", "kh": "int8_t", "kw": "int8_t", "sh": "int8_t",
           "sw": "int8_t", "dh": "int8_t", "dw": "int8_t", "x_zp": "int8_t", "y_zp": "int8_t",
           "act_min": "int8_t", "act_max": "int8_t", "shift_base": "int8_t", "pack_bits": "int8_t",
-          "bias_shift": "int8_t"}
+          "bias_shift": "int8_t", "scr_at": "int16_t"}
 RANGES = {"int32_t": (-2 ** 31, 2 ** 31 - 1), "int16_t": (-2 ** 15, 2 ** 15 - 1),
           "int8_t": (-128, 127)}
 # A fused QAdd's numbers (QAdd.add_params() keys -> field, C type), in their own struct.
@@ -61,10 +69,25 @@ def _qadd(ctx: dict) -> dict | None:
             "qa_rt": {**rt, "scaling": a["scaling"], "left_shift": a["left_shift"]}}
 
 
-def shared_context(op, ctx: dict, ins, outs) -> dict:
-    """{"shared": [struct piece, function piece], "shared_fn", "qp": struct values, "rt"} for a
-    QConv whose kernel can be shared, else {"shared": []}."""
-    g, kernel = ctx["g"], op.node.kernel
+def _align4(n: int) -> int:
+    return (n + 3) & ~3
+
+
+def _dw3_scratch(g) -> int:
+    """Bytes of the 3x3 depthwise kernel's scratch: its int32 sums (up to DW3_ACC per row
+    chunk), then the padded input rows of one band, as the C computes the band from DW3_BUF."""
+    (_, oh, ow), (_, sh, sw), dh = g["o"], g["s"], g["d"][1]
+    pwid = (ow - 1) * sw + 3
+    band = (DW3_BUF // pwid - 2 * dh - 1) // sh + 1
+    return 4 * min(ow, DW3_ACC) + pwid * ((min(oh, band) - 1) * sh + 2 * dh + 1)
+
+
+def shared_context(op, ctx: dict, ins, outs, kernel: str | None = None) -> dict:
+    """{"shared": [struct piece, function piece], "shared_fn", "qp": struct values, "rt",
+    "ws_bytes": the workspace} for a QConv whose kernel can be shared, else {"shared": []}.
+    `kernel`: the variant (default the node's own)."""
+    g = ctx["g"]
+    kernel = op.node.kernel if kernel is None else kernel
     if (not ctx["packed"] or ctx["scaling"] not in ("fixed", "shift")
             or any(t is None or t.dtype != "int8" for t in (ins[0], ins[1], outs[0]))
             or g["i"][0] != 1 or g["k"][0] != 1 or g["o"][0] != 1
@@ -78,25 +101,32 @@ def shared_context(op, ctx: dict, ins, outs) -> dict:
           "shift_base": ctx["shift_base"], "pack_bits": ctx["pack_bits"],
           "bias_shift": ctx["bias_shift"]}
     add = _qadd(ctx) if ctx["qadd"] is not None else {"qa": None}
-    if add is None or not _fits(qp, FIELDS):
+    if add is None:
         return {"shared": []}
     unit = g["k"] == g["s"] == (1, 1, 1) and not any(g["pb"]) and not any(g["pe"])
     pw = unit and ctx["group"] == 1 and kernel != "dw_inplace"
     inplace = kernel != "direct"
     dw = not pw and ctx["group"] == ctx["C"] == ctx["M"]
-    # 3x3 windows, dilation 1 across, padded rows into a stack buffer of DW3_BUF bytes (at least
-    # one output row's windows must fit)
+    # 3x3 windows, dilation 1 across, padded rows into a scratch of up to DW3_BUF bytes (at
+    # least one output row's windows must fit)
     pwid = (g["o"][2] - 1) * g["s"][2] + 3
     k3 = (dw and g["k"][1:] == (3, 3) and g["d"][2] == 1
           and pwid * (2 * g["d"][1] + 1) <= DW3_BUF)
     # the DSP-extension path of the 1x1 kernel (2 x 2 outputs, 4 input channels per step; its
-    # widened inputs take C * 4 bytes of stack)
+    # widened inputs take C * 4 bytes of scratch)
     simd = pw and ctx["C"] % 4 == 0 and ctx["C"] <= 256 and ctx["M"] % 2 == 0
     # ... and of the general kernel (group 1): a window of kc <= COL_MAX taps (kc % 4 == 0) widened
-    # to int16 on the stack, 2 output channels per step
+    # to int16 in the scratch, 2 output channels per step
     kc = ctx["C"] * g["k"][1] * g["k"][2]
     simd = simd or (not pw and not dw and ctx["group"] == 1 and kc % 4 == 0 and kc <= COL_MAX
                     and ctx["M"] % 2 == 0)
+    # the workspace: the in-place copy buffer (2 pixels' channels / a channel plane), then the
+    # scratch of the DSP path (even where the target has none: the C is the same) or of dw3
+    scratch = (4 * ctx["C"] if simd and pw else 2 * kc if simd else _dw3_scratch(g) if k3 else 0)
+    copy = (2 * ctx["M"] if pw else g["o"][1] * g["o"][2]) if inplace else 0
+    qp["scr_at"] = _align4(copy) if scratch and inplace else 0
+    if not _fits(qp, FIELDS):
+        return {"shared": []}
     # output channels per loaded input of the portable loops (the 1x1 SIMD path's last pixel: 1)
     ob = ctx["ob"] if ctx["M"] // ctx["group"] % 4 == 0 else 1
     fn = f"nncc_qconv_{'pw' if pw else 'dw3' if k3 else 'dw' if dw else 'direct'}{'s' if simd else ''}_ob{ob}_"
@@ -110,7 +140,8 @@ def shared_context(op, ctx: dict, ins, outs) -> dict:
         parts = ["qconv_params", "qadd_params", out, qadd_fn]
     fn += tail
     parts.append(fn)
-    return {"shared": parts, "shared_fn": fn, "shared_out": out, "shared_qadd": qadd_fn, "shared_pw": pw, "shared_simd": simd, "shared_dw": dw, "shared_k3": k3, "dw3_buf": DW3_BUF, "col_max": COL_MAX,
+    return {"shared": parts, "shared_fn": fn, "shared_out": out, "shared_qadd": qadd_fn, "shared_pw": pw, "shared_simd": simd, "shared_dw": dw, "shared_k3": k3, "dw3_buf": DW3_BUF, "dw3_acc": DW3_ACC, "col_max": COL_MAX,
+            "shared_scratch": bool(scratch), "ws_bytes": qp["scr_at"] + scratch if scratch else copy,
             "shared_ob": ob,
             "shared_inplace": inplace, "qp": {f: int(v) for f, v in qp.items()},
             "qp_types": FIELDS, "rt": {**RUNTIME_Q, "scaling": ctx["scaling"]}, **add}

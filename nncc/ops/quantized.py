@@ -188,7 +188,8 @@ class QConv(_QMixin, Conv):
             return [y]
         return self.qadd.reference(*((y, r) if self.conv_first else (r, y)))
 
-    def context(self, ins, outs):
+    def context(self, ins, outs, kernel=None):
+        """The template's variables for the kernel variant `kernel` (default the node's)."""
         ctx = super().context(ins, outs)
         ctx.update(self.q_context(), **type_context(ins, outs))
         if self.qadd is not None:
@@ -196,7 +197,7 @@ class QConv(_QMixin, Conv):
         ctx["qadd"] = None if self.qadd is None else self.qadd.add_params()
         ctx["conv_first"] = self.qadd is not None and self.conv_first
         ctx["residual_index"] = RESIDUAL_INDEX
-        ctx.update(shared_context(self, ctx, ins, outs))  # one kernel for many layers, or none
+        ctx.update(shared_context(self, ctx, ins, outs, kernel))  # one kernel for many layers, or none
         return ctx
 
     def inplace_kernel(self, ins, outs) -> tuple[int, str] | None:
@@ -213,6 +214,9 @@ class QConv(_QMixin, Conv):
         return (0, "pw_inplace") if self.group == 1 and c == m and unit else None
 
     def workspace_bytes(self, ins, outs, kernel="direct"):
+        shared = self.context(ins, outs, kernel)
+        if shared["shared"]:  # copy buffer and scratch, as nncc/ops/qconv_shared.py lays them out
+            return shared["ws_bytes"]
         y = outs[0]
         item = np.dtype(y.dtype).itemsize
         if kernel == "dw_inplace":

@@ -4,8 +4,8 @@ build's (the portable path), which equals the integer reference. The model exerc
 paths special-case: 1x1 layers over an odd number of pixels (the last pixel takes the portable
 loop), in place and not, with a fused residual Add, a 1x1 layer the SIMD path refuses
 (C % 4 != 0), no bias; 3x3 depthwise layers whose inside columns come in pairs (stride 1) and
-alone (odd count, stride 2, vertical dilation); 3x3 layers with their window widened on the stack
-(with a fused residual; stride 2, asymmetric pads)."""
+alone (odd count, stride 2, vertical dilation); 3x3 layers with their window widened into the
+arena scratch (with a fused residual; stride 2, asymmetric pads)."""
 from __future__ import annotations
 
 import re
