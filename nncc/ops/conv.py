@@ -45,7 +45,7 @@ def conv_reference(x, w, b, win, group: int) -> np.ndarray:
     return y.astype(np.float32)
 
 
-def _clamped(g: dict, i: int) -> bool:
+def clamped(g: dict, i: int) -> bool:
     """Whether some output along spatial dim i has a window reaching into the padding (its
     valid taps then differ from 0..k-1, computed in the C)."""
     s, pb, span, size, out = g["s"][i], g["pb"][i], (g["k"][i] - 1) * g["d"][i], g["i"][i], g["o"][i]
@@ -58,12 +58,11 @@ def kernel_plan(g: dict, c: int, m: int, group: int) -> dict:
     their range must be computed) outside, input channels inside, so no MAC checks bounds.
     Code stays one path per kernel (the 8 KB code budget of the MCU targets)."""
     ob = next(b for b in (4, 2, 1) if m // group % b == 0)
-    # Pixels ow, ow + 1 go together (nncc_dot4x2) where both windows are inside along W; only
-    # where it pays for its code: kernels wider than 1x1, input channels enough to amortize a call.
-    s, pb, span, size, out = g["s"][2], g["pb"][2], (g["k"][2] - 1) * g["d"][2], g["i"][2], g["o"][2]
-    lo, hi = min(out, -(-pb // s)), min(out, max(0, (size - 1 + pb - span) // s + 1))
-    return {"ob": ob, "clamp": [_clamped(g, i) for i in range(3)], "pair": ob == 4 and c // group >= 8 and g["k"] != (1, 1, 1),
-            "pair_w": (lo, max(lo, hi))}
+    # Pixels ow, ow + 1 go together (nncc_dot4x2 over the taps both windows reach, templates/ops/
+    # _conv.j2); only where it pays for its code: kernels wider than 1x1, input channels enough
+    # to amortize a call.
+    pair = ob == 4 and c // group >= 8 and g["k"] != (1, 1, 1)
+    return {"ob": ob, "clamp": [clamped(g, i) for i in range(3)], "pair": pair}
 
 
 @register("Conv")

@@ -16,9 +16,18 @@ import numpy as np
 from ..ir import Node, TensorInfo
 from . import FUSED_ACTIVATION, Op, op_class, register
 from ._spatial import Window
+from .conv import clamped
 from .pool import tap_counts
 
 POOLS = ("MaxPool", "AveragePool", "GlobalMaxPool", "GlobalAveragePool")
+
+
+def commutes_with_max(fused: dict | None) -> bool:
+    """Whether max(act(a), act(b)) == act(max(a, b)) exactly: a non-decreasing piecewise-linear
+    activation, which a max pool then applies once per pooled output, not once per conv value."""
+    if not fused:
+        return False
+    return fused["op"] in ("Relu", "Clip") or (fused["op"] == "LeakyRelu" and fused["params"]["alpha"] >= 0)
 
 
 @register("ConvPool")
@@ -78,7 +87,12 @@ class ConvPool(Op):
         t = self.conv_out(*ins)
         ctx = self.conv.context(ins, [t])  # g, N, C, M, group, has_bias
         win = self.pool_window(t)
-        ctx.update({"p": win.as3d(), "kind": self.pool.kind, "lowest": -np.inf})
+        p = win.as3d()
+        # pclamp: per dim, whether a pool window can reach past the conv map (its taps' range
+        # is then computed in the C, as kernel_plan's clamp does for the conv's taps)
+        ctx.update({"p": p, "pclamp": [clamped(p, i) for i in range(3)], "kind": self.pool.kind,
+                    "lowest": -np.inf,
+                    "act_after_max": self.pool.kind == "max" and commutes_with_max(self.attr(FUSED_ACTIVATION))})
         if self.pool.kind == "avg":
             counts = [tap_counts(win, i, self.pool.include_pad) for i in range(win.rank)]
             counts = [[1]] * (3 - win.rank) + counts

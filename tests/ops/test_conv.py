@@ -17,6 +17,12 @@ CASES = [
     ((1, 3, 7, 7), (2, 3, 3, 3), {"auto_pad": "VALID"}, True),
     ((1, 3, 20), (5, 3, 4), {"strides": [3], "pads": [2, 1], "dilations": [2]}, True),  # 1-D
     ((1, 2, 5, 6, 7), (3, 2, 2, 3, 2), {"pads": [1, 0, 1, 0, 1, 1]}, True),    # 3-D
+    # 8 input channels, 4 outputs at once: pixels in pairs (nncc_dot4x2 over the taps both
+    # windows reach, one pixel's own taps alone), including pairs clamped differently at the
+    # edges, an odd width, and a pair whose windows share no tap (the gap between them skipped)
+    ((1, 8, 7, 9), (4, 8, 3, 3), {"pads": [1, 1, 1, 1]}, True),
+    ((1, 8, 6, 5), (8, 8, 3, 5), {"pads": [0, 2, 1, 2], "strides": [1, 2], "dilations": [1, 2]}, False),
+    ((1, 8, 3, 2), (4, 8, 3, 5), {"pads": [1, 3, 1, 3], "strides": [1, 3]}, True),
 ]
 
 

@@ -1,7 +1,8 @@
 """fuse_conv_pool: Conv (+ fused activation) -> MaxPool / AveragePool / global pool becomes one
 ConvPool whose kernel never stores the conv output. Numerics unchanged (reference before and
 after), structure checked, the C matches onnxruntime over pads, ceil_mode, count_include_pad,
-dilations, strides and groups; LeNet-5's RAM lower bound drops at -O2."""
+dilations, strides, groups and the conv kernel's paired and 1x1 paths; LeNet-5's RAM lower bound
+drops at -O2."""
 import importlib
 
 import numpy as np
@@ -41,6 +42,12 @@ CASES = {
     "gmp": ((1, 3, 6, 5), (4, 3, 2, 2), {}, None, "GlobalMaxPool", {}),
     "conv1d": ((1, 3, 20), (4, 3, 3), {"pads": [1, 1]}, "Relu", "MaxPool",
                {"kernel_shape": [2], "strides": [2]}),
+    # 8 input channels, 4 outputs at once, 3x3: conv pixels in pairs (nncc_dot4x2), the edge
+    # ones alone, and a ceil_mode window cut by the conv map's edge
+    "pairs": ((1, 8, 11, 11), (4, 8, 3, 3), {"pads": [1, 1, 1, 1]}, "Relu", "MaxPool",
+              {"kernel_shape": [2, 2], "strides": [2, 2], "ceil_mode": 1}),
+    # 1x1 with 4 outputs at once (nncc_dot4) under a whole-map AveragePool, as in KWS and VWW
+    "pw_avg": ((1, 8, 5, 3), (8, 8, 1, 1), {}, "Relu", "AveragePool", {"kernel_shape": [5, 3]}),
 }
 
 
