@@ -46,6 +46,7 @@ class ConvTranspose(Op):
     Opset 1-10: total padding from output_shape is split by the older formula."""
     template = "ops/conv_transpose.c.j2"
     modern_split = False
+    accepts_activation = True  # conv_transpose.c.j2 applies it once the scatter is done
 
     def parse(self):
         self.group = int(self.attr("group", 1))
@@ -71,7 +72,7 @@ class ConvTranspose(Op):
 
     def reference(self, x, w, b=None):
         win = self.geometry(TensorInfo("x", x.shape), TensorInfo("w", w.shape))
-        return [conv_transpose_reference(x, w, b, win, self.group)]
+        return [self.epilogue(conv_transpose_reference(x, w, b, win, self.group))]
 
     def macs(self, ins, outs):
         x, w = ins[0], ins[1]

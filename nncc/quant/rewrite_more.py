@@ -22,7 +22,7 @@ import numpy as np
 from ..errors import UnsupportedOp
 from ..ir import Graph, Node, QuantParams, TensorInfo, verify
 from ..ops import FUSED_ACTIVATION, make_op
-from ..passes._util import fresh_name, sole_consumer
+from ..passes._util import fresh_name
 from ..passes.fold_batchnorm import bn_affine
 from ..passes.fuse_activation import activation_params
 from . import fixed_point as fp
@@ -104,31 +104,23 @@ def int8_operand(rw: Rewriter, node: Node, t: str) -> str:
 
 
 def conv_transpose(rw: Rewriter, node: Node) -> None:
-    """QConvTranspose, with a following Relu / Clip (its sole consumer) as the clamp."""
+    """QConvTranspose; a fused Relu / Clip (passes/fuse_activation.py) is its clamp."""
     src = rw.src
     x, w, b = (node.inputs + ["", ""])[:3]
     if not src.is_const(w) or (b and not src.is_const(b)):
         raise UnsupportedOp(f"ConvTranspose (node {node.name!r}): weights computed at run time")
     rw.need_int8(node, x)
     attrs = dict(node.attrs)
-    last = node
-    act = sole_consumer(src, node.outputs[0])
-    if act is not None and act.op in CLAMPS and FUSED_ACTIVATION not in attrs:
-        params = activation_params(src, act)
-        if params is not None:
-            attrs[FUSED_ACTIVATION] = {"op": act.op, "params": params}
-            rw.absorbed.add(act.name)
-            last = act
     group = int(attrs.get("group", 1))
     wf = np.asarray(src.const(w), np.float64)  # C x M/group x k -> M x C/group x k
     c, mg = wf.shape[:2]
     wm = np.swapaxes(wf.reshape(group, c // group, mg, *wf.shape[2:]), 1, 2)
     wm = wm.reshape(group * mg, c // group, *wf.shape[2:])
-    out = last.outputs[0]
+    out = node.outputs[0]
     qp_out = rw.act(out)
     wname, extra, pack = rw.requant_consts(node.name, w, x, wm, qp_out.scale[0],
                                            src.const(b) if b else None)
-    q = rw.quant_attrs(Node(node.name, node.op, node.inputs, [out], attrs), x, qp_out)
+    q = rw.quant_attrs(node, x, qp_out)
     attrs = {k: v for k, v in attrs.items() if k != FUSED_ACTIVATION}
     attrs.update(q, **pack)
     rw.emit(Node(node.name, "QConvTranspose", [x, wname, *extra], [out], attrs, node.opset), qp_out)

@@ -71,3 +71,17 @@ def test_conv_transpose_refused(tmp_path, attrs, opset, ws):
     m = _model((1, 2, 3, 3), ws, attrs, False, opset=opset, ys=(1, 2, 6, 6))
     with pytest.raises(UnsupportedOp):
         compile_model(save(m, tmp_path), tmp_path / "out")
+
+
+@pytest.mark.parametrize("act,params", [("Relu", {}), ("LeakyRelu", {"alpha": 0.2}), ("Sigmoid", {})])
+def test_fused_activation(tmp_path, act, params):
+    """-O2 fuses the activation into the ConvTranspose (applied once the scatter is done)."""
+    rng = np.random.default_rng(4)
+    nodes = [helper.make_node("ConvTranspose", ["x", "W", "B"], ["t"], strides=[2, 2], pads=[1, 1, 1, 1]),
+             helper.make_node(act, ["t"], ["y"], **params)]
+    inits = {"W": rng.standard_normal((3, 4, 3, 3)).astype(np.float32),
+             "B": rng.standard_normal(4).astype(np.float32)}
+    path = save(make_model(nodes, [("x", (2, 3, 4, 4))], [("y", None)], inits), tmp_path)
+    res = check_model(path, tmp_path)
+    (layer,) = res.report["layers"]
+    assert layer["op"] == "ConvTranspose" and layer["fused"] == [act]
