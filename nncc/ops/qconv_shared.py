@@ -4,9 +4,9 @@ read from a small `static const` struct, so the code of a model grows by a struc
 rather than by a specialized kernel per layer (the 8 KB code budget of the MCU targets).
 
 The kind -- what the function's text depends on -- is the kernel variant (1x1 "pw", depthwise
-"dw", "direct"),
-output channels per loaded input (4 when they divide evenly), the
-scaling, whether there is a bias and a fused QAdd; shapes, window and numbers are run-time.
+"dw", 3x3 depthwise "dw3", "direct"), output channels per loaded input (4 when they divide
+evenly), the scaling, whether there is a bias and a fused QAdd; shapes, window and numbers are
+run-time.
 A fused QAdd's numbers go in a second struct. Only the packed form of nncc/quant/rewrite.py with
 int8 tensors, 1-D/2-D windows and "fixed" / "shift" scaling is shared; any other QConv keeps its
 specialized kernel (conv_q.c.j2).
@@ -140,8 +140,10 @@ def shared_context(op, ctx: dict, ins, outs, kernel: str | None = None) -> dict:
         parts = ["qconv_params", "qadd_params", out, qadd_fn]
     fn += tail
     parts.append(fn)
-    return {"shared": parts, "shared_fn": fn, "shared_out": out, "shared_qadd": qadd_fn, "shared_pw": pw, "shared_simd": simd, "shared_dw": dw, "shared_k3": k3, "dw3_buf": DW3_BUF, "dw3_acc": DW3_ACC, "col_max": COL_MAX,
-            "shared_scratch": bool(scratch), "ws_bytes": qp["scr_at"] + scratch if scratch else copy,
-            "shared_ob": ob,
-            "shared_inplace": inplace, "qp": {f: int(v) for f, v in qp.items()},
-            "qp_types": FIELDS, "rt": {**RUNTIME_Q, "scaling": ctx["scaling"]}, **add}
+    return {"shared": parts, "shared_fn": fn, "shared_out": out, "shared_qadd": qadd_fn,
+            "shared_pw": pw, "shared_simd": simd, "shared_dw": dw, "shared_k3": k3,
+            "shared_scratch": bool(scratch), "shared_ob": ob, "shared_inplace": inplace,
+            "dw3_buf": DW3_BUF, "dw3_acc": DW3_ACC, "col_max": COL_MAX,
+            "ws_bytes": qp["scr_at"] + scratch if scratch else copy,
+            "qp": {f: int(v) for f, v in qp.items()}, "qp_types": FIELDS,
+            "rt": {**RUNTIME_Q, "scaling": ctx["scaling"]}, **add}

@@ -221,8 +221,7 @@ class QConv(_QMixin, Conv):
         item = np.dtype(y.dtype).itemsize
         if kernel == "dw_inplace":
             return item * int(np.prod(y.shape[2:]))  # one output plane
-        # two pixels' output channels (the shared 1x1 kernel's DSP path computes pixel pairs)
-        return 2 * item * y.shape[1] if kernel == "pw_inplace" else 0
+        return item * y.shape[1] if kernel == "pw_inplace" else 0  # one pixel's output channels
 
 
 def int_conv(x, w, win: Window, group: int) -> np.ndarray:

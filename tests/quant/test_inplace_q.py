@@ -95,14 +95,16 @@ def test_inplace_q_equals_integer_reference(tmp_path, name, scaling, packed, tai
     assert al.kind[al.host(node.inputs[0])] == ("arena" if tail else "output")
     ws_name, ws_bytes = al.workspace[node.name]
     y = res.graph.tensors[node.outputs[0]]
-    # int8: one output plane (dw), two pixels' output channels (pw); a shared kernel's scratch
-    # after it, 4-byte aligned (tests/quant/test_qconv_scratch.py)
-    copy = int(np.prod(y.shape[2:])) if kernel == "dw_inplace" else 2 * y.shape[1]
+    code = (res.out_dir / "m.c").read_text() if (res.out_dir / "m.c").exists() else \
+        next(res.out_dir.glob("*.c")).read_text()
+    # int8: one output plane (dw), one pixel's output channels (pw; two for the shared kernel,
+    # whose DSP path computes pixel pairs); a shared kernel's scratch after it, 4-byte aligned
+    # (tests/quant/test_qconv_scratch.py)
+    pixels = 2 if "nncc_qconv_pw" in code else 1
+    copy = int(np.prod(y.shape[2:])) if kernel == "dw_inplace" else pixels * y.shape[1]
     need = min_scratch(res.graph, node)
     assert ws_bytes == copy or (need and ws_bytes >= (copy + 3) // 4 * 4 + need), (ws_bytes, copy, need)
     assert ws_name in res.plan.offsets
-    code = (res.out_dir / "m.c").read_text() if (res.out_dir / "m.c").exists() else \
-        next(res.out_dir.glob("*.c")).read_text()
     assert "int8_t *ws)" in code and "float *ws" not in code
 
 
