@@ -19,7 +19,8 @@ MAX_SAMPLES = 16  # the search's cost is rounds x layers x samples reference run
 def output_sqnr(q: Graph, samples: list[dict], refs: list[dict]) -> float:
     """SQNR (dB) of integer graph q's dequantized outputs against the float outputs `refs`,
     over all samples and outputs together."""
-    sig = noise = 0.0
+    from .fidelity import SQNR, real_values
+    acc = SQNR()
     for s, ref in zip(samples, refs):
         qin = {}
         for t in q.inputs:
@@ -29,12 +30,8 @@ def output_sqnr(q: Graph, samples: list[dict], refs: list[dict]) -> float:
                                        dtype=np.dtype(info.dtype))
         outs = run_reference(q, qin)
         for t in q.outputs:
-            qp, y = q.tensors[t].quant, outs[t]
-            got = fp.dequantize(y, qp.scale[0], qp.zero_point[0]) if qp is not None else y
-            r = np.asarray(ref[t], np.float64)
-            sig += float(np.sum(r ** 2))
-            noise += float(np.sum((r - np.asarray(got, np.float64).reshape(r.shape)) ** 2))
-    return float("inf") if noise == 0 else 10 * float(np.log10(sig / noise))
+            acc.add(np.asarray(ref[t], np.float64), real_values(q.tensors[t], outs[t]))
+    return acc.db()
 
 
 def raise_to_int16(g: Graph, samples: list[dict], ranges: dict, ranges16: dict, start: set[str],

@@ -93,7 +93,7 @@ def weight_params(w: np.ndarray, s_in: float, s_out: float, packed: bool, per_ch
                   max_k: int | None = None) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """rewrite.weight_params for double-shift: (int8 weights, scales, k) with every channel's
     s_in * s_w / s_out exactly a grid value (module docstring)."""
-    from .rewrite import MAX_K, channel_ranges, packed_scales, round_away
+    from .rewrite import MAX_K, channel_ranges, int8_weights, packed_scales
     flat, maxabs, layer = channel_ranges(w, per_channel)
     to_alpha = s_in / s_out
     if packed:
@@ -103,8 +103,7 @@ def weight_params(w: np.ndarray, s_in: float, s_out: float, packed: bool, per_ch
     else:
         grid = np.array([value(*encode(a, "ceil")) for a in maxabs / 127.0 * to_alpha])
         scales, k = grid / to_alpha, np.zeros(len(maxabs), np.int64)
-    q = np.clip(round_away(flat / scales[:, None]), -127, 127).astype(np.int8)
-    return q.reshape(w.shape), scales, k.astype(np.int64)
+    return int8_weights(flat, scales).reshape(w.shape), scales, k.astype(np.int64)
 
 
 def raise_output(qp_out, w: np.ndarray, qp_in, packed: bool, per_channel: bool = True):

@@ -97,7 +97,7 @@ def real_values(info: TensorInfo, v: np.ndarray) -> np.ndarray:
     return (v - zp) * scale
 
 
-class _SQNR:
+class SQNR:
     """Signal and noise energies summed over samples."""
 
     def __init__(self):
@@ -166,7 +166,7 @@ def measure(v: Validation, float_graph: Graph, samples: list[dict] | None = None
     q, f = v.compiled.graph, float_graph
     floats = float_inputs(v, samples)
     layers = _layers(q)
-    energy = {ly.tensor: _SQNR() for ly in layers if _counterpart(q, f, ly.tensor)}
+    energy = {ly.tensor: SQNR() for ly in layers if _counterpart(q, f, ly.tensor)}
     outs = {t: ([], []) for t in q.outputs}  # (int8 build dequantized, float), per sample
     for codes, x, got in zip(v.samples, floats, v.outputs):
         qenv = run_reference(q, codes, keep_all=True)
@@ -182,7 +182,7 @@ def measure(v: Validation, float_graph: Graph, samples: list[dict] | None = None
     for t, (mine, ref) in outs.items():
         got, want = np.concatenate(mine), np.concatenate(ref)
         m = compare(got, want, 0.0, 0.0)
-        acc = _SQNR()
+        acc = SQNR()
         acc.add(want, got)
         fid.outputs.append(OutputError(t, m.max_abs, float(np.mean(np.abs(got - want))), m.cosine, acc.db()))
         if not acc.db() >= criteria.min_sqnr_db:

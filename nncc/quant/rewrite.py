@@ -86,8 +86,12 @@ def weight_params(w: np.ndarray, scaling: str, packed: bool = False, per_channel
         scales, k = packed_scales(flat, maxabs, layer, max_k=max_k)
     else:
         k, scales = np.zeros(len(maxabs), np.int64), maxabs / 127.0
-    q = np.clip(round_away(flat / scales[:, None]), -127, 127).astype(np.int8)
-    return q.reshape(w.shape), scales, k.astype(np.int64)
+    return int8_weights(flat, scales).reshape(w.shape), scales, k.astype(np.int64)
+
+
+def int8_weights(flat: np.ndarray, scales: np.ndarray) -> np.ndarray:
+    """Channels x rest float weights on per-channel scales -> symmetric int8 in [-127, 127]."""
+    return np.clip(round_away(flat / np.asarray(scales)[:, None]), -127, 127).astype(np.int8)
 
 
 def channel_ranges(w: np.ndarray, per_channel: bool = True) -> tuple[np.ndarray, np.ndarray, float]:
@@ -109,7 +113,7 @@ def packed_scales(flat: np.ndarray, maxabs: np.ndarray, layer: float, factors=No
         s_layer = layer / 127.0 * t
         k = np.clip(np.floor(np.log2(s_layer * 127.0 / maxabs)), 0, max_k).astype(np.int64)
         scales = s_layer * 2.0 ** -k
-        q = np.clip(round_away(flat / scales[:, None]), -127, 127)
+        q = int8_weights(flat, scales).astype(np.float64)
         err = float(np.sum((flat - q * scales[:, None]) ** 2))
         if best is None or err < best[0]:
             best = (err, scales, k)
@@ -265,8 +269,8 @@ class Rewriter:
                 s_w[c] = double_shift.value(*double_shift.encode(need[c] * to_alpha, "ceil")) / to_alpha
             else:
                 s_w[c] = need[c]
-            flat = np.asarray(w[c], np.float64)
-            wq[c] = np.clip(round_away(flat / s_w[c]), -127, 127).astype(np.int8)
+            wq[c] = int8_weights(np.asarray(w[c], np.float64).reshape(1, -1), s_w[c:c + 1]
+                                 ).reshape(wq[c].shape)
         return wq, s_w
 
     def requant_consts(self, name: str, w_name: str, x: str, w: np.ndarray, s_out: float,
