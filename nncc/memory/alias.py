@@ -9,8 +9,8 @@ flash. Three rules merge tensors into one host, in this order (each relies on th
    it can (the producer then writes there), and otherwise keeps its copy kernel.
 2. Concat with no copy: when all dims before the axis are 1, each input's slice of the output is
    contiguous; an input whose buffer holds nothing else is moved into its slice (its producer
-   writes there) and the Concat copies only the inputs that could not be placed. (An int8
-   QConcat input it requantizes, `rescaled_inputs`, is never placed.)
+   writes there) and the Concat copies only the inputs that could not be placed (or that its op
+   says are not `placeable`: an int8 QConcat input it requantizes).
 3. in place (`Op.inplace_inputs`, in schedule order): an elementwise kernel writes its output
    over an input of the same shape whose whole buffer is last read by that node. Only arena
    buffers are overwritten: caller inputs and constants are read-only, and a caller output must
@@ -123,7 +123,7 @@ def analyze_aliases(g: Graph, enable: bool = True) -> Aliasing:
         for n in nodes:
             _view(u, g, n, ops[n.name], al)
         for n in nodes:
-            if n.op in ("Concat", "QConcat") and ops[n.name] is not None:
+            if ops[n.name] is not None and ops[n.name].places_inputs:
                 _concat(u, g, n, ops[n.name], al)
         for i, n in enumerate(nodes):
             _inplace(u, g, n, ops[n.name], i, al)
@@ -202,7 +202,7 @@ def _concat(u: _Union, g: Graph, n, op, al: Aliasing) -> None:
             continue
         info = g.tensors[x]
         ok = (counts[x] == 1 and info.size and info.dtype == g.tensors[y].dtype and u.movable(x)
-              and u.find(x)[0] != u.find(y)[0] and j not in getattr(op, "rescaled_inputs", ()))
+              and u.find(x)[0] != u.find(y)[0] and op.placeable(j))
         if ok:
             u.move(x, y, off)
             placed.append(j)

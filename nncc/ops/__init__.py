@@ -64,6 +64,12 @@ class Op:
     # only for kernels that read every element before writing the same index.
     view = False
     inplace_inputs: tuple[int, ...] = ()
+    # `places_inputs` (Concat): an input j with `placeable(j)` may be written by its producer
+    # straight into its slice of the output, so the kernel skips it.
+    places_inputs = False
+
+    def placeable(self, j: int) -> bool:
+        return self.places_inputs
 
     def __init__(self, node: Node):
         self.node = node

@@ -8,7 +8,7 @@ templates).
     (a fused ReLU) exactly as QConv.
   QConcat: inputs whose (scale, zero point) equal the output's are copied -- or written in place
     by their producers (nncc/memory/alias.py); the others are requantized on the way
-    (`rescaled_inputs`): fixed y = requantize(x - x_zp, m, s), shift y = shift_round(x - x_zp, s).
+    (not `placeable`): fixed y = requantize(x - x_zp, m, s), shift y = shift_round(x - x_zp, s).
   QLut: y = table[x + 128], a 256-entry int8 table computed at compile time from the float
     activation and the input / output quantization (Sigmoid, Tanh, HardSwish, LeakyRelu, ...).
   QMul: y = requantize((a - a_zp) * (b - b_zp)), scale s_a * s_b / s_y; numpy broadcasting.
@@ -95,10 +95,9 @@ class QConcat(Concat):
         if self.attr("scaling") not in ("fixed", "shift") or self.attr("y_zero_point") is None:
             raise self.refuse("missing y_zero_point / scaling (made only by nncc/quant)")
 
-    @property
-    def rescaled_inputs(self) -> tuple[int, ...]:
-        """Inputs requantized by the kernel: never written in place by their producers."""
-        return tuple(j for j, c in enumerate(self.attr("copy")) if not c)
+    def placeable(self, j: int) -> bool:
+        """Only a copied input: one the kernel requantizes must stay where its producer wrote it."""
+        return bool(self.attr("copy")[j])
 
     def infer(self, *ins):
         if any(x is not None and x.dtype != "int8" for x in ins):

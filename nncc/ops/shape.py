@@ -256,6 +256,7 @@ class Concat(Op):
     """y = concatenate(inputs, axis). `axis` defaults to 1 in opset 1, is required from 4,
     negative from 11. Constant inputs are read from flash like any other pointer."""
     template = "ops/concat.c.j2"
+    places_inputs = True
 
     def axis(self, rank: int) -> int:
         axis = self.attr("axis", 1 if self.node.opset < 4 else None)
