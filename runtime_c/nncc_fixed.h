@@ -9,6 +9,7 @@
 #define NNCC_FIXED_H
 
 #include <stdint.h>
+#include <string.h> /* memcpy of a few bytes: unaligned loads and stores, inlined by the compiler */
 #include <math.h>
 
 /* v clamped to [lo, hi]. */
@@ -113,24 +114,63 @@ static inline int32_t nncc_requantize(int32_t acc, int32_t m, int32_t shift, int
     return nncc_clamp_i32(nncc_sat_i64((int64_t)nncc_mul_qm(acc, m, shift) + zp), lo, hi);
 }
 
-/* nncc_requantize() for shift <= 0 (no left shift: the usual case) and an int8 output (zp, lo,
- * hi within +-255), with the per-channel numbers hoisted by the caller: m != INT32_MIN, right =
- * -shift, lo_zp = lo - zp, hi_zp = hi - zp. The same value in 32-bit steps: nncc_srdhm()'s
- * (ab + nudge) / 2^31, truncating, with nudge 2^30 (ab >= 0) or 1 - 2^30 (ab < 0), is
- * floor((ab + 2^30) / 2^31) in both cases (one add and an arithmetic shift); the clamp comes
- * before zp is added, so nothing can overflow and no saturation is needed. */
+/* nncc_rdbpot() for right >= 1 and x > INT32_MIN, in five instructions: ties away from zero
+ * are ties up for t = x - 1 (x < 0) or x (x >= 0), and floor((t + 2^(right-1)) / 2^right) is
+ * t >> right plus bit right - 1 of t, with no sum to overflow. */
+static inline int32_t nncc_rdbpot_r1(int32_t x, int right)
+{
+    const int32_t t = x + (x >> 31);
+    return (t >> right) + ((t >> (right - 1)) & 1);
+}
+
+/* nncc_mul_qm() for shift <= -1 (a right shift: the usual case) and 0 <= m, right = -shift, in
+ * 32-bit steps: nncc_srdhm()'s (ab + nudge) / 2^31, truncating, with nudge 2^30 (ab >= 0) or
+ * 1 - 2^30 (ab < 0), is floor((ab + 2^30) / 2^31) in both cases (one multiply-accumulate and a
+ * shift), never INT32_MIN for 0 <= m < 2^31, so nncc_rdbpot_r1() applies. */
+static inline int32_t nncc_mul_r1(int32_t acc, int32_t m, int right)
+{
+    return nncc_rdbpot_r1((int32_t)(((int64_t)acc * (int64_t)m + ((int64_t)1 << 30)) >> 31), right);
+}
+
+/* nncc_srdhm() and nncc_mul_r1() for |acc| < 2^30 and 0 <= m: floor((acc m + 2^30) / 2^31) is
+ * floor((2 acc m + 2^31) / 2^32), the rounded high word of 2 acc * m: one instruction (SMMULR)
+ * on cores with the DSP extension. */
+static inline int32_t nncc_srdhm_30(int32_t acc, int32_t m)
+{
+#if defined(__ARM_FEATURE_DSP)
+    int32_t x;
+    __asm__("smmulr %0, %1, %2" : "=r"(x) : "r"(acc * 2), "r"(m));
+    return x;
+#else
+    return (int32_t)(((int64_t)acc * 2 * m + ((int64_t)1 << 31)) >> 32);
+#endif
+}
+
+static inline int32_t nncc_mul_r1_30(int32_t acc, int32_t m, int right)
+{
+    return nncc_rdbpot_r1(nncc_srdhm_30(acc, m), right);
+}
+
+/* The same for right >= 0 (right 0: no rounding shift). */
+static inline int32_t nncc_mul_r0_30(int32_t acc, int32_t m, int right)
+{
+    return right ? nncc_mul_r1_30(acc, m, right) : nncc_srdhm_30(acc, m);
+}
+
+/* nncc_requantize() for the same multipliers and an int8 output (zp, lo, hi within +-255), with
+ * the per-channel numbers hoisted by the caller: lo_zp = lo - zp, hi_zp = hi - zp. The clamp
+ * comes before zp is added, so nothing can overflow and no saturation is needed. */
 static inline int32_t nncc_requantize_r8h(int32_t acc, int32_t m, int right, int32_t zp,
                                           int32_t lo_zp, int32_t hi_zp)
 {
-    const int32_t x = (int32_t)(((int64_t)acc * (int64_t)m + ((int64_t)1 << 30)) >> 31);
-    return nncc_clamp_i32(nncc_rdbpot(x, right), lo_zp, hi_zp) + zp;
+    return nncc_clamp_i32(nncc_mul_r1(acc, m, right), lo_zp, hi_zp) + zp;
 }
 
-/* The same with the numbers as nncc_requantize() takes them (shift <= 0, int8 output). */
+/* The same with the numbers as nncc_requantize() takes them (any shift, int8 output). */
 static inline int32_t nncc_requantize_r8(int32_t acc, int32_t m, int32_t shift, int32_t zp,
                                          int32_t lo, int32_t hi)
 {
-    if (m == INT32_MIN) { /* never a quantize_multiplier() value */
+    if (m < 0 || shift >= 0) { /* never a quantize_multiplier() value / no right shift */
         return nncc_requantize(acc, m, shift, zp, lo, hi);
     }
     return nncc_requantize_r8h(acc, m, (int)-shift, zp, lo - zp, hi - zp);
@@ -238,7 +278,6 @@ static inline float nncc_dequantize_f32(int32_t q, float scale, int32_t zp)
  * ROR #8, bytes 1 and 3), SXTAB16 adds a pair to them, SMLAD adds both products of two pairs.
  * The rotated forms are one instruction each, which gcc does not fuse from a C rotate. */
 #include <arm_acle.h>
-#include <string.h>
 
 static inline uint32_t nncc_ld16(const int8_t *p) /* unaligned, little-endian */
 {

@@ -63,6 +63,21 @@ static inline float nncc_expf(float x)
 #define NNCC_KERNEL static
 #endif
 
+/* A kernel helper that only unusual layers call (compiled for size, not speed). */
+#if defined(__GNUC__)
+#define NNCC_COLD static __attribute__((unused, noinline, cold))
+#else
+#define NNCC_COLD static
+#endif
+
+/* A function whose short fill and copy loops stay loops: a libc memset / memcpy call would cost
+ * more than the few bytes it moves, and the firmware links no libc string code otherwise. */
+#if defined(__GNUC__) && !defined(__clang__)
+#define NNCC_NO_LIBCALLS __attribute__((optimize("no-tree-loop-distribute-patterns")))
+#else
+#define NNCC_NO_LIBCALLS
+#endif
+
 /* acc[j] += sum over i < n, in order, of x[i * xs] * w[j * wj + i], for j < 4: four dot
  * products sharing each x load (1x1 convolutions, Gemm). The weights run contiguously, so
  * each load post-increments its pointer. */

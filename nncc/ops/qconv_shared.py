@@ -3,37 +3,39 @@ QConv layer of the same kind, its per-layer numbers (shapes, zero points, clamp,
 read from a small `static const` struct, so the code of a model grows by a struct per layer
 rather than by a specialized kernel per layer (the 8 KB code budget of the MCU targets).
 
-The kind -- what the function's text depends on -- is the kernel variant (1x1 "pw", depthwise
-"dw", 3x3 depthwise "dw3", "direct"), output channels per loaded input (4 when they divide
-evenly), the scaling, whether there is a bias and a fused QAdd; shapes, window and numbers are
-run-time.
+The kind -- what the function's text depends on -- is the kernel variant ("mm": group 1 with a
+window of at most COL_MAX taps; "pw": a larger 1x1; depthwise "dw3" (3x3) and "dw"; "direct": the
+rest), output channels per loaded input of the portable loops (4 when they divide evenly), the
+scaling, whether there is a bias and a fused QAdd; shapes, window and numbers are run-time.
 A fused QAdd's numbers go in a second struct. Only the packed form of nncc/quant/rewrite.py with
 int8 tensors, 1-D/2-D windows and "fixed" / "shift" scaling is shared; any other QConv keeps its
 specialized kernel (conv_q.c.j2).
 
-On cores with the DSP extension (`__ARM_FEATURE_DSP`: Cortex-M4/M7/M33) the 1x1 ("pws") and
-general ("directs") kinds have a SIMD path (int16 pairs, SMLAD) and the 3x3 depthwise kind
-("dw3", every target) runs on rows padded into a buffer; other targets compile the portable
-loops, with the same numbers.
+On cores with the DSP extension (`__ARM_FEATURE_DSP`: Cortex-M4/M7/M33) "mm" runs 2 output
+channels x 2 pixels per step on int16 pairs (SMLAD) and "dw3" two outputs per step; both
+requantize in one shared helper (nncc_qconv_outs_*) with the layer's numbers in registers. Other
+targets compile the portable loops, with the same numbers.
 
-Scratch: those three kinds' buffers (widened inputs, padded rows, sums) are the node's workspace,
-planned in the arena (QConv.workspace_bytes), never the C stack. The workspace is the in-place
-copy buffer (when the kernel writes in place) at offset 0, then the scratch at the struct's
-`scr_at` (a multiple of 4: int32 scratch stays aligned, the arena's offsets being multiples of
---align >= 4); scr_at 0 means "not in place". The generated C is the same on every target, so a
-layer whose shape qualifies for a DSP path reserves its scratch on every target."""
+Workspace: the "mm" and "dw3" kinds' scratch (widened inputs and sums; padded rows and sums) is the
+node's workspace, planned in the arena (QConv.workspace_bytes), never the C stack; they write in
+place without a copy buffer (a pixel pair's inputs are in the scratch once widened; a 3x3 band
+reads only input rows below the outputs written). The 1x1 and depthwise kinds without one keep
+a copy buffer when in place (a pixel's channels, a channel's plane). The generated C is the same
+on every target, so a layer whose shape takes the "mm" kind reserves its scratch on every target."""
 from __future__ import annotations
 
-COL_MAX = 576  # taps of the general kernel's window widened to int16 in the scratch
+COL_MAX = 576  # taps of the "mm" kind's window (up to a multiple of 4) widened in the scratch
+MM_BLOCK = 16  # output channels of the "mm" kind's block: their 2 pixels' int32 sums in the scratch
 DW3_BUF = 1024  # the most bytes of padded input rows the 3x3 depthwise kernel holds at once
-DW3_ACC = 64  # the 3x3 depthwise kernel's int32 sums per chunk of an output row
+DW3_ACC = 44  # the 3x3 depthwise kernel's int32 sums per call, rows along its buffer (stride 1)
+DW3_COLS = 64  # ... or of one output row, or a part of one
 # struct field -> C type; the layer's values must fit (else the specialized kernel is used)
-FIELDS = {"multiplier": "int32_t", "N": "int16_t", "C": "int16_t", "M": "int16_t",
-          "group": "int16_t", "ih": "int16_t", "iw": "int16_t", "oh": "int16_t", "ow": "int16_t",
-          "ph": "int16_t", "pw": "int16_t", "kh": "int8_t", "kw": "int8_t", "sh": "int8_t",
+FIELDS = {"multiplier": "int32_t", "C": "int16_t", "M": "int16_t", "group": "int16_t",
+          "ih": "int16_t", "iw": "int16_t", "oh": "int16_t", "ow": "int16_t", "N": "int8_t",
+          "ph": "int8_t", "pw": "int8_t", "kh": "int8_t", "kw": "int8_t", "sh": "int8_t",
           "sw": "int8_t", "dh": "int8_t", "dw": "int8_t", "x_zp": "int8_t", "y_zp": "int8_t",
           "act_min": "int8_t", "act_max": "int8_t", "shift_base": "int8_t", "pack_bits": "int8_t",
-          "bias_shift": "int8_t", "scr_at": "int16_t"}
+          "bias_shift": "int8_t", "acc30": "int8_t"}
 RANGES = {"int32_t": (-2 ** 31, 2 ** 31 - 1), "int16_t": (-2 ** 15, 2 ** 15 - 1),
           "int8_t": (-128, 127)}
 # A fused QAdd's numbers (QAdd.add_params() keys -> field, C type), in their own struct.
@@ -74,12 +76,15 @@ def _align4(n: int) -> int:
 
 
 def _dw3_scratch(g) -> int:
-    """Bytes of the 3x3 depthwise kernel's scratch: its int32 sums (up to DW3_ACC per row
-    chunk), then the padded input rows of one band, as the C computes the band from DW3_BUF."""
+    """Bytes of the 3x3 depthwise kernel's scratch, as the C lays it out: its int32 sums (the
+    rows of one call, along the buffer, and a spare one), then the padded input rows of one
+    band (the band from DW3_BUF) and 4 spare bytes."""
     (_, oh, ow), (_, sh, sw), dh = g["o"], g["s"], g["d"][1]
     pwid = (ow - 1) * sw + 3
     band = (DW3_BUF // pwid - 2 * dh - 1) // sh + 1
-    return 4 * min(ow, DW3_ACC) + pwid * ((min(oh, band) - 1) * sh + 2 * dh + 1)
+    rows = min(DW3_ACC // pwid, oh) if sw == 1 and pwid <= DW3_ACC else 1
+    sums = (rows - 1) * pwid + min(ow, DW3_COLS) + 1
+    return 4 * sums + pwid * ((min(oh, band) - 1) * sh + 2 * dh + 1) + 4
 
 
 def shared_context(op, ctx: dict, ins, outs, kernel: str | None = None) -> dict:
@@ -100,6 +105,11 @@ def shared_context(op, ctx: dict, ins, outs, kernel: str | None = None) -> dict:
           "y_zp": ctx["y_zero_point"], "act_min": ctx["act_min"], "act_max": ctx["act_max"],
           "shift_base": ctx["shift_base"], "pack_bits": ctx["pack_bits"],
           "bias_shift": ctx["bias_shift"]}
+    # |sum + bias| < 2^30 for every input: the output helper's one-instruction multiply applies
+    # (|x - x_zp| <= 255, |w| <= 127; the packed bias is an int16 shifted by bias - pack bits)
+    terms = ctx["C"] // ctx["group"] * g["k"][1] * g["k"][2]
+    bias_max = 2 ** (15 - (ctx["pack_bits"] or 0) + (ctx["bias_shift"] or 0)) if ctx["has_bias"] else 0
+    qp["acc30"] = int(terms * 255 * 127 + bias_max < 2 ** 30)
     add = _qadd(ctx) if ctx["qadd"] is not None else {"qa": None}
     if add is None:
         return {"shared": []}
@@ -112,24 +122,22 @@ def shared_context(op, ctx: dict, ins, outs, kernel: str | None = None) -> dict:
     pwid = (g["o"][2] - 1) * g["s"][2] + 3
     k3 = (dw and g["k"][1:] == (3, 3) and g["d"][2] == 1
           and pwid * (2 * g["d"][1] + 1) <= DW3_BUF)
-    # the DSP-extension path of the 1x1 kernel (2 x 2 outputs, 4 input channels per step; its
-    # widened inputs take C * 4 bytes of scratch)
-    simd = pw and ctx["C"] % 4 == 0 and ctx["C"] <= 256 and ctx["M"] % 2 == 0
-    # ... and of the general kernel (group 1): a window of kc <= COL_MAX taps (kc % 4 == 0) widened
-    # to int16 in the scratch, 2 output channels per step
+    # the "mm" kind (group 1, DSP-extension path: 2 x 2 outputs per step): a pixel pair's windows
+    # of kc taps (up to a multiple of 4, at most COL_MAX) widened to int16 in the scratch, 4 bytes
+    # a tap, the int8 gathering buffer in its upper half; then a block's sums
     kc = ctx["C"] * g["k"][1] * g["k"][2]
-    simd = simd or (not pw and not dw and ctx["group"] == 1 and kc % 4 == 0 and kc <= COL_MAX
-                    and ctx["M"] % 2 == 0)
-    # the workspace: the in-place copy buffer (2 pixels' channels / a channel plane), then the
-    # scratch of the DSP path (even where the target has none: the C is the same) or of dw3
-    scratch = (4 * ctx["C"] if simd and pw else 2 * kc if simd else _dw3_scratch(g) if k3 else 0)
-    copy = (2 * ctx["M"] if pw else g["o"][1] * g["o"][2]) if inplace else 0
-    qp["scr_at"] = _align4(copy) if scratch and inplace else 0
+    kc4 = _align4(kc)
+    mm = not dw and ctx["group"] == 1 and kc4 <= COL_MAX
+    # the workspace: the scratch of "mm" (even where the target has no DSP path: the C is the
+    # same) or of dw3, which write in place without a copy buffer; else the in-place copy buffer
+    # (a pixel's channels / a channel plane)
+    scratch = 4 * kc4 + 8 * MM_BLOCK if mm else _dw3_scratch(g) if k3 else 0
+    copy = (ctx["M"] if pw else g["o"][1] * g["o"][2]) if inplace and not scratch else 0
     if not _fits(qp, FIELDS):
         return {"shared": []}
-    # output channels per loaded input of the portable loops (the 1x1 SIMD path's last pixel: 1)
+    # output channels per loaded input of the portable loops
     ob = ctx["ob"] if ctx["M"] // ctx["group"] % 4 == 0 else 1
-    fn = f"nncc_qconv_{'pw' if pw else 'dw3' if k3 else 'dw' if dw else 'direct'}{'s' if simd else ''}_ob{ob}_"
+    fn = f"nncc_qconv_{'mm' if mm else 'pw' if pw else 'dw3' if k3 else 'dw' if dw else 'direct'}_ob{ob}_"
     tail = f"{ctx['scaling']}{'_b' if ctx['has_bias'] else ''}"
     out = f"nncc_qconv_out_{tail}"
     parts = ["qconv_params", out]
@@ -139,11 +147,14 @@ def shared_context(op, ctx: dict, ins, outs, kernel: str | None = None) -> dict:
         tail += f"_{qadd_fn[len('nncc_qconv_'):]}"
         parts = ["qconv_params", "qadd_params", out, qadd_fn]
     fn += tail
-    parts.append(fn)
+    outs = f"nncc_qconv_outs_{tail}"
+    parts += (["nncc_qconv_col", "nncc_qconv_mm_sums", outs, fn] if mm
+              else ["nncc_qconv_dw3_sums", outs, fn] if k3 else [fn])
     return {"shared": parts, "shared_fn": fn, "shared_out": out, "shared_qadd": qadd_fn,
-            "shared_pw": pw, "shared_simd": simd, "shared_dw": dw, "shared_k3": k3,
+            "shared_outs": outs,
+            "shared_pw": pw, "shared_mm": mm, "shared_dw": dw, "shared_k3": k3,
             "shared_scratch": bool(scratch), "shared_ob": ob, "shared_inplace": inplace,
-            "dw3_buf": DW3_BUF, "dw3_acc": DW3_ACC, "col_max": COL_MAX,
-            "ws_bytes": qp["scr_at"] + scratch if scratch else copy,
+            "dw3_buf": DW3_BUF, "dw3_acc": DW3_ACC, "dw3_cols": DW3_COLS, "mm_block": MM_BLOCK,
+            "ws_bytes": scratch or copy,
             "qp": {f: int(v) for f, v in qp.items()}, "qp_types": FIELDS,
             "rt": {**RUNTIME_Q, "scaling": ctx["scaling"]}, **add}

@@ -40,6 +40,12 @@ void t_requantize_r8(const int32_t *x, const int32_t *m, const int32_t *s, int32
     for (i = 0; i < n; ++i) y[i] = nncc_requantize_r8(x[i], m[i], s[i], zp, lo, hi);
 }
 
+void t_mul_r0_30(const int32_t *x, const int32_t *m, const int32_t *r, int32_t *y, int n)
+{
+    int i;
+    for (i = 0; i < n; ++i) y[i] = nncc_mul_r0_30(x[i], m[i], (int)r[i]);
+}
+
 void t_requantize_shift(const int32_t *x, const int32_t *s, int32_t zp, int32_t lo, int32_t hi,
                         int32_t *y, int n)
 {

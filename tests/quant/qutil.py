@@ -117,22 +117,20 @@ def c_driver(tmp_dir: Path, source: Path, cdef: str):
 
 
 def min_scratch(g, node) -> int:
-    """The least scratch the shared kernel path of a QConv node reads, from its shapes: the 1x1
-    DSP path's C int32 inputs, the general DSP path's int16 window, the 3x3 depthwise kernel's
-    row of sums and three padded input rows; 0 for the others."""
+    """The least scratch the shared kernel path of a QConv node uses, from its shapes: group 1
+    ("mm"): a pixel pair's window widened to int16 (kc taps up to a multiple of 4, 4 bytes a
+    tap) and the int32 sums of a block of up to 16 channels at 2 pixels (an odd block's last
+    channel twice); the 3x3 depthwise kernel: a row's sums (up to 44) and a spare one, three
+    padded input rows and 4 spare bytes; 0 for the others."""
     x, w, y = (g.tensors[t] for t in (node.inputs[0], node.inputs[1], node.outputs[0]))
     c, m, group = x.shape[1], w.shape[0], int(node.attrs.get("group", 1))
     taps = w.shape[2:]
     strides = tuple(node.attrs.get("strides") or (1,) * len(taps))
-    if group == 1 and all(t == 1 for t in taps) and all(s == 1 for s in strides) \
-            and not any(node.attrs.get("pads") or ()):
-        return 4 * c if c % 4 == 0 and c <= 256 and m % 2 == 0 else 0
     if group == 1:
-        kc = c
-        for t in taps:
-            kc *= t
-        return 2 * kc if kc % 4 == 0 and kc <= 576 and m % 2 == 0 else 0
+        kc4 = (c * int(np.prod(taps)) + 3) // 4 * 4
+        block = min(m, 16)
+        return 4 * kc4 + 4 * (2 * block + 2 * (block % 2)) if kc4 <= 576 else 0
     if group == c == m and tuple(taps) == (3, 3):
         ow = y.shape[3]
-        return 4 * min(ow, 64) + 3 * ((ow - 1) * strides[1] + 3)
+        return 4 * (min(ow, 44) + 1) + 3 * ((ow - 1) * strides[1] + 3) + 4
     return 0

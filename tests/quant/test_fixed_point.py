@@ -28,6 +28,7 @@ def clib(tmp_path_factory):
                              int32_t, int32_t *, int);
         void t_requantize_shift(const int32_t *, const int32_t *, int32_t, int32_t, int32_t,
                                 int32_t *, int);
+        void t_mul_r0_30(const int32_t *, const int32_t *, const int32_t *, int32_t *, int);
         void t_dshift_round(const int32_t *, const int32_t *, const int32_t *, int32_t *, int);
         void t_requantize_dshift(const int32_t *, const int32_t *, const int32_t *, int32_t,
                                  int32_t, int32_t, int32_t *, int);
@@ -112,18 +113,35 @@ def test_mul_qm_and_requantize(clib):
 
 
 def test_requantize_r8(clib):
-    """The int8 kernels' requantization for shift <= 0 (32-bit steps) == requantize(), on edge
-    accumulators, the whole int32 range and every right shift 0..31."""
+    """The int8 kernels' requantization (32-bit steps for a right shift) == requantize(), on edge
+    accumulators, the whole int32 range, every right shift 0..31 and small multipliers."""
     rng = np.random.default_rng(4)
     x = np.concatenate([np.repeat(EDGES, 32), rand_i32(rng, 30000)]).astype(np.int32)
     m = np.concatenate([np.full(len(EDGES) * 32, 2 ** 31 - 1),
                         rng.integers(2 ** 30, 2 ** 31, 30000)]).astype(np.int32)
     m[:32] = -(2 ** 31)  # not a quantize_multiplier() value: the general path
     m[32:64] = 2 ** 30
+    m[64:96] = 0
+    m[-5000:] = rng.integers(0, 2 ** 30, 5000)  # no quantize_multiplier() value either: still exact
     s = -np.concatenate([np.tile(np.arange(32), len(EDGES)), rng.integers(0, 32, 30000)]).astype(np.int32)
     for zp, lo, hi in [(0, -128, 127), (-128, -128, 127), (5, -128, 127), (-20, -20, 40), (127, -128, 127)]:
         got = call(clib, "requantize_r8", x, m, s, zp, lo, hi)
         np.testing.assert_array_equal(got, fp.requantize(x, m, s, zp, lo, hi, np.int32))
+
+
+def test_mul_r0_30(clib):
+    """The shared int8 kernels' inline multiply (one rounding multiply-high for |x| < 2^30, then
+    the rounding shift) == multiply_by_quantized_multiplier() for every right shift 0..31, on the
+    edges of its range and random values."""
+    rng = np.random.default_rng(6)
+    lim = 2 ** 30 - 1
+    edges = np.array([0, 1, -1, lim, -lim, lim - 1, -lim + 1, 2 ** 29, -(2 ** 29), 12345, -12345])
+    x = np.concatenate([np.repeat(edges, 64), rng.integers(-lim, lim + 1, 40000)]).astype(np.int32)
+    m = np.concatenate([np.tile([0, 1, 2 ** 30, 2 ** 31 - 1], len(edges) * 16),
+                        rng.integers(0, 2 ** 31, 40000)]).astype(np.int32)
+    r = np.concatenate([np.tile(np.arange(32), len(edges) * 2), rng.integers(0, 32, 40000)]).astype(np.int32)
+    np.testing.assert_array_equal(call(clib, "mul_r0_30", x, m, r),
+                                  fp.multiply_by_quantized_multiplier(x, m, -r))
 
 
 def test_mul_qm_matches_real_multiplication():

@@ -67,8 +67,9 @@ def test_per_layer(tmp_path, target, precision):
     assert abs(lb.total.instructions - lb.marked) < 0.05 * lb.total.instructions
     a, b = (r.instructions for r in lb.layers)
     assert a > 2 * SMALL and b > 2 * BIG  # at least a multiply and an add per MAC
-    # 4x the MACs: between 2.5x and 5x the instructions (per-pixel overheads weigh more in a)
-    assert 2.5 * a < b < 5 * a, (a, b)
+    # 4x the MACs: between 2x and 5x the instructions (per-pixel overheads weigh more in a: an
+    # int8 DSP kernel gathers each pixel's window once, 2x the taps in b for 4x the MACs)
+    assert 2 * a < b < 5 * a, (a, b)
 
 
 def test_cli_per_layer(tmp_path, capsys):
