@@ -39,7 +39,7 @@ static inline int32_t nncc_srdhm(int32_t a, int32_t b)
     }
 #else
     /* the same value: (ab + nudge) / 2^31, truncating, is floor((ab + 2^30) / 2^31) for both
-       nudges (see nncc_requantize_r8h()) */
+       nudges (see nncc_mul_r1()) */
     return (int32_t)(((int64_t)a * (int64_t)b + ((int64_t)1 << 30)) >> 31);
 #endif
 }
@@ -146,9 +146,12 @@ static inline int32_t nncc_srdhm_30(int32_t acc, int32_t m)
 #endif
 }
 
+/* |2 acc| < 2^31 and m < 2^31 keep |x| < 2^30, so x - 1 + 2^(right - 1) cannot overflow:
+ * nncc_rdbpot_r1() in three instructions. */
 static inline int32_t nncc_mul_r1_30(int32_t acc, int32_t m, int right)
 {
-    return nncc_rdbpot_r1(nncc_srdhm_30(acc, m), right);
+    const int32_t x = nncc_srdhm_30(acc, m);
+    return (x + (x >> 31) + (1 << (right - 1))) >> right;
 }
 
 /* The same for right >= 0 (right 0: no rounding shift). */
