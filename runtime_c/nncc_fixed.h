@@ -142,7 +142,7 @@ static inline int32_t nncc_srdhm_30(int32_t acc, int32_t m)
     __asm__("smmulr %0, %1, %2" : "=r"(x) : "r"(acc * 2), "r"(m));
     return x;
 #else
-    return (int32_t)(((int64_t)acc * 2 * m + ((int64_t)1 << 31)) >> 32);
+    return nncc_srdhm(acc, m); /* the same value (0 <= m: never its saturating case) */
 #endif
 }
 

@@ -148,7 +148,7 @@ def shared_context(op, ctx: dict, ins, outs, kernel: str | None = None) -> dict:
         parts = ["qconv_params", "qadd_params", out, qadd_fn]
     fn += tail
     outs = f"nncc_qconv_outs_{tail}"
-    parts += (["nncc_qconv_col", "nncc_qconv_mm_sums", outs, fn] if mm
+    parts += (["nncc_qconv_col", "nncc_qconv_mm_sums", outs, f"{fn}_portable", fn] if mm
               else ["nncc_qconv_dw3_sums", outs, fn] if k3 else [fn])
     return {"shared": parts, "shared_fn": fn, "shared_out": out, "shared_qadd": qadd_fn,
             "shared_outs": outs,
