@@ -19,6 +19,9 @@ from nncc import firmware
 from nncc.host import HostModel
 from nncc.quant.quantize import QuantOptions
 from tests.quant.qutil import build, check_exact
+from tests.quant.test_inplace_q import CASES as INPLACE_CASES
+from tests.quant.test_inplace_q import chain
+from tests.quant.test_qconv_shared import model as shared_model
 from tests.util import make_model, save
 
 pytestmark = pytest.mark.cross
@@ -81,9 +84,12 @@ def test_dsp_paths_equal_host_and_reference(tmp_path, scaling):
     fused = re.findall(r"^static void (nncc_qconv_\w+_qadd_\w+)\(", code, re.MULTILINE)
     assert len(fused) == 1 and len(re.findall(rf"^    {fused[0]}\(&p, &qa, ", code, re.MULTILINE)) == 2
     assert ", ws);" in code
-    quant = QuantOptions(samples=samples(6, 0), scaling=scaling)
-    fw, embedded, rr = firmware.run_on_target(path, samples(2, 2), "cortex-m4", tmp_path / "m4",
-                                               quant=quant)
+    m4_equals_host(tmp_path, path, QuantOptions(samples=samples(6, 0), scaling=scaling), samples(2, 2))
+
+
+def m4_equals_host(tmp_path, path, quant, inputs):
+    """The model's int8 firmware runs in QEMU (cortex-m4) and every output equals the host's."""
+    fw, embedded, rr = firmware.run_on_target(path, inputs, "cortex-m4", tmp_path / "m4", quant=quant)
     assert rr.status == 0 and "nncc: OK" in rr.stdout, rr.stdout[-2000:]
     host = HostModel(fw.out_dir, fw.report)
     try:
@@ -92,3 +98,21 @@ def test_dsp_paths_equal_host_and_reference(tmp_path, scaling):
             assert got["y"].dtype == np.int8 and got["y"].tobytes() == want["y"].tobytes()
     finally:
         host.close()
+
+
+@pytest.mark.parametrize("case", ["batch2_nobias", "pw_1d", "dw_1d"])
+def test_dsp_paths_other_shapes(tmp_path, case):
+    """The same on the shapes the portable tests cover: a batch of 2 without bias through every
+    shared kind (groups, dilations, odd channel counts; tests/quant/test_qconv_shared.py), and
+    1-D layers in place (tests/quant/test_inplace_q.py)."""
+    t = firmware.load_target("cortex-m4")
+    if t.missing_tools():
+        pytest.skip(f"{', '.join(t.missing_tools())} not installed")
+    if case == "batch2_nobias":
+        path, xs = shared_model(tmp_path, batch=2, bias=False)
+    else:
+        xs, c, ws, attrs, bias, act, _ = INPLACE_CASES[case]
+        path = chain(tmp_path, xs, c, ws, attrs, bias, act, False)
+    rng = np.random.default_rng(4)
+    draw = [{"x": rng.standard_normal(xs).astype(np.float32)} for _ in range(8)]
+    m4_equals_host(tmp_path, path, QuantOptions(samples=draw[:6]), draw[6:])
