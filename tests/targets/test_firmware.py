@@ -166,6 +166,8 @@ INT8_MODELS = {
     "kws": (MLPERF / "mlperf_kws_dscnn.onnx", (1, 1, 49, 10), (-123.0, 26.0)),
     "ad": (MLPERF / "mlperf_ad_fcae.onnx", (1, 640), (-85.0, 15.0)),
     "lenet5": (FIXTURES / "zoo" / "lenet5_bn.onnx", (1, 1, 28, 28), (0.0, 1.0)),
+    "vww": (MLPERF / "mlperf_vww_mbv1_025.onnx", (1, 3, 96, 96), (0.0, 1.0)),
+    "ic": (MLPERF / "mlperf_ic_resnet8.onnx", (1, 3, 32, 32), (0.0, 255.0)),
 }
 INT8_TARGETS = ["cortex-m4", "cortex-m0plus", "cortex-m33", "rv32imac"]
 
