@@ -24,24 +24,30 @@ static inline int32_t nncc_sat_i64(int64_t v)
     return v < INT32_MIN ? INT32_MIN : (v > INT32_MAX ? INT32_MAX : (int32_t)v);
 }
 
-/* round(a * b / 2^31), ties away from zero; INT32_MIN * INT32_MIN saturates to INT32_MAX.
- * TFLite SaturatingRoundingDoublingHighMul. */
+/* round(a * b / 2^31), ties away from zero, for every pair but INT32_MIN * INT32_MIN (whose
+ * result does not fit). */
+static inline int32_t nncc_srdhm_nosat(int32_t a, int32_t b)
+{
+#if defined(__ARM_ARCH_6M__) /* no 32x32->64 multiply: here gcc's code for this form is faster */
+    const int64_t ab = (int64_t)a * (int64_t)b;
+    const int64_t nudge = ab >= 0 ? ((int64_t)1 << 30) : (1 - ((int64_t)1 << 30));
+    return (int32_t)((ab + nudge) / ((int64_t)1 << 31)); /* C division truncates toward 0 */
+#else
+    /* the same value: (ab + nudge) / 2^31, truncating, is floor((ab + 2^30) / 2^31) for both
+       nudges (nudge 2^30 for ab >= 0; for ab < 0, truncating (ab + 1 - 2^30) / 2^31 toward 0
+       is flooring (ab + 2^30) / 2^31): one multiply-accumulate and a shift */
+    return (int32_t)(((int64_t)a * (int64_t)b + ((int64_t)1 << 30)) >> 31);
+#endif
+}
+
+/* The same with INT32_MIN * INT32_MIN saturated to INT32_MAX: TFLite
+ * SaturatingRoundingDoublingHighMul. */
 static inline int32_t nncc_srdhm(int32_t a, int32_t b)
 {
     if (a == INT32_MIN && b == INT32_MIN) {
         return INT32_MAX;
     }
-#if defined(__ARM_ARCH_6M__) /* no 32x32->64 multiply: here gcc's code for this form is faster */
-    {
-        const int64_t ab = (int64_t)a * (int64_t)b;
-        const int64_t nudge = ab >= 0 ? ((int64_t)1 << 30) : (1 - ((int64_t)1 << 30));
-        return (int32_t)((ab + nudge) / ((int64_t)1 << 31)); /* C division truncates toward 0 */
-    }
-#else
-    /* the same value: (ab + nudge) / 2^31, truncating, is floor((ab + 2^30) / 2^31) for both
-       nudges (see nncc_mul_r1()) */
-    return (int32_t)(((int64_t)a * (int64_t)b + ((int64_t)1 << 30)) >> 31);
-#endif
+    return nncc_srdhm_nosat(a, b);
 }
 
 /* x / 2^exponent rounded to nearest, ties away from zero; exponent in [0, 62]. */
@@ -123,13 +129,12 @@ static inline int32_t nncc_rdbpot_r1(int32_t x, int right)
     return (t >> right) + ((t >> (right - 1)) & 1);
 }
 
-/* nncc_mul_qm() for shift <= -1 (a right shift: the usual case) and 0 <= m, right = -shift, in
- * 32-bit steps: nncc_srdhm()'s (ab + nudge) / 2^31, truncating, with nudge 2^30 (ab >= 0) or
- * 1 - 2^30 (ab < 0), is floor((ab + 2^30) / 2^31) in both cases (one multiply-accumulate and a
- * shift), never INT32_MIN for 0 <= m < 2^31, so nncc_rdbpot_r1() applies. */
+/* nncc_mul_qm() for shift <= -1 (a right shift: the usual case) and 0 <= m, right = -shift:
+ * nncc_srdhm() never saturates for 0 <= m < 2^31 nor gives INT32_MIN, so nncc_rdbpot_r1()
+ * applies. */
 static inline int32_t nncc_mul_r1(int32_t acc, int32_t m, int right)
 {
-    return nncc_rdbpot_r1((int32_t)(((int64_t)acc * (int64_t)m + ((int64_t)1 << 30)) >> 31), right);
+    return nncc_rdbpot_r1(nncc_srdhm_nosat(acc, m), right);
 }
 
 /* nncc_srdhm() and nncc_mul_r1() for |acc| < 2^30 and 0 <= m: floor((acc m + 2^30) / 2^31) is
@@ -142,7 +147,7 @@ static inline int32_t nncc_srdhm_30(int32_t acc, int32_t m)
     __asm__("smmulr %0, %1, %2" : "=r"(x) : "r"(acc * 2), "r"(m));
     return x;
 #else
-    return nncc_srdhm(acc, m); /* the same value (0 <= m: never its saturating case) */
+    return nncc_srdhm_nosat(acc, m);
 #endif
 }
 
