@@ -27,6 +27,7 @@ from .errors import BuildError
 from .firmware import QEMU_FLAGS, QEMU_TIMEOUT, build, compile_firmware, default_samples, load_target, main_c
 from .host import compiler
 from .resources import resource_dir
+from .table import ellipsize
 
 
 @dataclass
@@ -87,10 +88,6 @@ def bench_layers(model_path, target: str = "host", **compile_args) -> LayerBench
                               for r, n in zip(rows, counts)], marked)
 
 
-def short_name(name: str, width: int = 40) -> str:
-    return name if len(name) <= width else "..." + name[-(width - 3):]
-
-
 def layer_rows(lb: LayerBench) -> tuple[list[str], list[list]]:
     """(header, rows) of the per-layer table; the last two rows are the glue and the total of the
     marked build (the unmarked build's is lb.total)."""
@@ -100,7 +97,7 @@ def layer_rows(lb: LayerBench) -> tuple[list[str], list[list]]:
         per = f"{n / macs:.2f}" if macs else ""
         return [name, op, kernel, f"{macs:,}", f"{n:,}", per, f"{100 * n / total:.1f}"]
 
-    rows = [row(short_name(r.name), r.op, r.kernel, r.macs, r.instructions) for r in lb.layers]
+    rows = [row(ellipsize(r.name, 40), r.op, r.kernel, r.macs, r.instructions) for r in lb.layers]
     rows.append(row("(glue: run() entry/exit, copies)", "", "", 0, lb.glue))
     rows.append(row("total (marked build)", "", "", lb.total.macs, total))
     return ["layer", "op", "kernel", "MACs", "instructions", "instr/MAC", "% of total"], rows

@@ -144,7 +144,7 @@ def main_c(res: Compiled, files: dict[str, bytes], samples: list[dict], target: 
                  "outputs": [e[io["name"]] for io in outs]} for s, e in zip(samples, expected)]
     text = env.get_template("firmware/main.c.j2").render(
         model=report["model"], prefix=report["model"], target=target, inputs=ins, outputs=outs,
-        samples=embedded, int8=report.get("precision") == "int8",
+        samples=embedded, int8=any(io["dtype"] == "int8" for io in ins),  # int8 codes embedded
         has_float=any(io["dtype"] == "float32" for io in outs),
         has_int8=any(io["dtype"] == "int8" for io in outs))
     return text.encode(), sum(a.nbytes for s in embedded for a in s["inputs"] + s["outputs"])

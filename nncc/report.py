@@ -7,7 +7,7 @@ import numpy as np
 from . import __version__
 from .ir import Graph
 from .memory import MemoryPlan
-from .ops import FUSED_ACTIVATION, make_op
+from .ops import make_op
 
 
 def _weights(g: Graph, node) -> tuple[int, int]:
@@ -55,10 +55,8 @@ def layer_rows(g: Graph) -> list[dict]:
             "params": params, "weights_bytes": wbytes,
             "out_bytes": sum(t.nbytes for t in outs),
             "bits": layer_bits(g, n),
-            # Ops folded into this node's kernel by passes/fuse_activation.py, e.g. ["Relu"]
-            # (["Add", "Relu"] after passes/fuse_residual_add.py).
-            "fused": (["Add"] if n.attrs.get("nncc_residual") else [])
-            + ([n.attrs[FUSED_ACTIVATION]["op"]] if FUSED_ACTIVATION in n.attrs else []),
+            # Ops folded into this node's kernel, e.g. ["Relu"], ["Add", "Relu"] (Op.fused_ops)
+            "fused": op.fused_ops(),
         })
     return rows
 

@@ -112,6 +112,12 @@ class Op:
         planner picks it only when input j dies at this node; None: no such variant."""
         return None
 
+    def fused_ops(self) -> list[str]:
+        """The ops folded into this node's kernel, in the order they apply (report.json
+        `fused`): here the fused activation, if any."""
+        fused = self.node.attrs.get(FUSED_ACTIVATION)
+        return [fused["op"]] if fused else []
+
     def epilogue(self, y: np.ndarray) -> np.ndarray:
         """The fused activation (if any) applied to a reference result."""
         return apply_fused_activation(self.node, y)

@@ -80,6 +80,9 @@ class Conv(Op):
         if self.residual:
             self.inplace_inputs = (3,)  # conv.c.j2 reads r[i] just before storing y[i]
 
+    def fused_ops(self) -> list[str]:
+        return ["Add", *super().fused_ops()] if self.residual else super().fused_ops()  # act after the add
+
     def geometry(self, x: TensorInfo, w: TensorInfo):
         if len(x.shape) < 3 or len(w.shape) != len(x.shape):
             raise ShapeError(f"input rank {len(x.shape)} and weight rank {len(w.shape)}")

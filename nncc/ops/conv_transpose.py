@@ -11,6 +11,21 @@ from . import Op, register
 from ._spatial import transposed_window
 
 
+def output_major(w: np.ndarray, group: int) -> np.ndarray:
+    """ONNX's C x M/group x k weights as M x C/group x k (output channel first: the int8 layout,
+    QConvTranspose, so per-channel quantization runs along axis 0 as for Conv)."""
+    c, mg = w.shape[:2]
+    wm = np.swapaxes(w.reshape(group, c // group, mg, *w.shape[2:]), 1, 2)
+    return wm.reshape(group * mg, c // group, *w.shape[2:])
+
+
+def input_major(w: np.ndarray, group: int) -> np.ndarray:
+    """The inverse of output_major: M x C/group x k back to C x M/group x k."""
+    m, cg = w.shape[:2]
+    wo = np.swapaxes(w.reshape(group, m // group, cg, *w.shape[2:]), 1, 2)
+    return wo.reshape(cg * group, m // group, *w.shape[2:])
+
+
 def conv_transpose_sum(x, w, win, group: int) -> np.ndarray:
     """The transposed convolution without bias, in x's dtype (float64 or int64: exact), scattered
     onto the full (uncropped) output, one strided slice per tap, then cropped. w: C x M/group x k."""

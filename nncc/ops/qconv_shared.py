@@ -8,8 +8,8 @@ window of at most COL_MAX taps; "pw": a larger 1x1; depthwise "dw3" (3x3) and "d
 rest), output channels per loaded input of the portable loops (4 when they divide evenly), the
 scaling, whether there is a bias and a fused QAdd; shapes, window and numbers are run-time.
 A fused QAdd's numbers go in a second struct. Only the packed form of nncc/quant/rewrite.py with
-int8 tensors, 1-D/2-D windows and "fixed" / "shift" scaling is shared; any other QConv keeps its
-specialized kernel (conv_q.c.j2).
+int8 tensors (x, w, y and a fused QAdd's residual), 1-D/2-D windows and "fixed" / "shift" scaling
+is shared; any other QConv keeps its specialized kernel (conv_q.c.j2).
 
 On cores with the DSP extension (`__ARM_FEATURE_DSP`: Cortex-M4/M7/M33) "mm" runs 2 output
 channels x 2 pixels per step on int16 pairs (SMLAD) and "dw3" two outputs per step; both
@@ -18,9 +18,10 @@ targets compile the portable loops, with the same numbers.
 
 Workspace: the "mm" and "dw3" kinds' scratch (widened inputs and sums; padded rows and sums) is the
 node's workspace, planned in the arena (QConv.workspace_bytes), never the C stack; they write in
-place without a copy buffer (a pixel pair's inputs are in the scratch once widened; a 3x3 band
-reads only input rows below the outputs written). The 1x1 and depthwise kinds without one keep
-a copy buffer when in place (a pixel's channels, a channel's plane). The generated C is the same
+place without a separate copy buffer (a pixel pair's inputs are in the scratch once widened, and
+the portable 1x1 loop copies a pixel's inputs into the scratch; a 3x3 band reads only input rows
+below the outputs written). The 1x1 and depthwise kinds without a scratch keep a copy buffer
+when in place (a pixel's channels, a channel's plane). The generated C is the same
 on every target, so a layer whose shape takes the "mm" kind reserves its scratch on every target."""
 from __future__ import annotations
 
@@ -65,8 +66,8 @@ def _qadd(ctx: dict) -> dict | None:
     if not _fits(qa, types):
         return None
     rt = {key: f"qa->{f}" for key, (f, _) in QADD_FIELDS.items()}
-    # left_shift is a compile-time constant of qadd() (20; 15 only with int16 operands, which
-    # never take the shared kernels)
+    # left_shift is a compile-time constant of qadd() (20; 15 only with an int16 operand, which
+    # keeps the specialized kernel: shared_context)
     return {"qa": {f: int(v) for f, v in qa.items()}, "qa_types": types,
             "qa_rt": {**rt, "scaling": a["scaling"], "left_shift": a["left_shift"]}}
 
@@ -93,8 +94,9 @@ def shared_context(op, ctx: dict, ins, outs, kernel: str | None = None) -> dict:
     `kernel`: the variant (default the node's own)."""
     g = ctx["g"]
     kernel = op.node.kernel if kernel is None else kernel
+    operands = (ins[0], ins[1], outs[0]) + ((ins[ctx["residual_index"]],) if ctx["qadd"] else ())
     if (not ctx["packed"] or ctx["scaling"] not in ("fixed", "shift")
-            or any(t is None or t.dtype != "int8" for t in (ins[0], ins[1], outs[0]))
+            or any(t is None or t.dtype != "int8" for t in operands)
             or g["i"][0] != 1 or g["k"][0] != 1 or g["o"][0] != 1
             or kernel not in ("direct", "dw_inplace", "pw_inplace")):
         return {"shared": []}
@@ -113,47 +115,47 @@ def shared_context(op, ctx: dict, ins, outs, kernel: str | None = None) -> dict:
     add = _qadd(ctx) if ctx["qadd"] is not None else {"qa": None}
     if add is None:
         return {"shared": []}
+    # the kind (what the function's text depends on), the first that applies: "mm" (group 1, a
+    # window of at most COL_MAX taps up to a multiple of 4: its DSP path widens a pixel pair's
+    # window to int16 in the scratch, 4 bytes a tap, the int8 gathering buffer in its upper half,
+    # then a block's sums), "pw" (a larger 1x1), "dw3" (3x3 depthwise, dilation 1 across, at
+    # least one output row's padded input rows within DW3_BUF), "dw" (depthwise), "direct"
     unit = g["k"] == g["s"] == (1, 1, 1) and not any(g["pb"]) and not any(g["pe"])
-    pw = unit and ctx["group"] == 1 and kernel != "dw_inplace"
-    inplace = kernel != "direct"
-    dw = not pw and ctx["group"] == ctx["C"] == ctx["M"]
-    # 3x3 windows, dilation 1 across, padded rows into a scratch of up to DW3_BUF bytes (at
-    # least one output row's windows must fit)
-    pwid = (g["o"][2] - 1) * g["s"][2] + 3
-    k3 = (dw and g["k"][1:] == (3, 3) and g["d"][2] == 1
-          and pwid * (2 * g["d"][1] + 1) <= DW3_BUF)
-    # the "mm" kind (group 1, DSP-extension path: 2 x 2 outputs per step): a pixel pair's windows
-    # of kc taps (up to a multiple of 4, at most COL_MAX) widened to int16 in the scratch, 4 bytes
-    # a tap, the int8 gathering buffer in its upper half; then a block's sums
-    kc = ctx["C"] * g["k"][1] * g["k"][2]
-    kc4 = _align4(kc)
-    mm = not dw and ctx["group"] == 1 and kc4 <= COL_MAX
+    dw = ctx["group"] == ctx["C"] == ctx["M"] and (kernel == "dw_inplace" or not unit or ctx["group"] != 1)
+    pwid = (g["o"][2] - 1) * g["s"][2] + 3  # a padded row of dw3's buffer
+    kc4 = _align4(ctx["C"] * g["k"][1] * g["k"][2])
+    if not dw and ctx["group"] == 1 and kc4 <= COL_MAX:
+        kind = "mm"
+    elif unit and ctx["group"] == 1 and not dw:
+        kind = "pw"
+    elif dw and g["k"][1:] == (3, 3) and g["d"][2] == 1 and pwid * (2 * g["d"][1] + 1) <= DW3_BUF:
+        kind = "dw3"
+    else:
+        kind = "dw" if dw else "direct"
     # the workspace: the scratch of "mm" (even where the target has no DSP path: the C is the
-    # same) or of dw3, which write in place without a copy buffer; else the in-place copy buffer
-    # (a pixel's channels / a channel plane)
-    scratch = 4 * kc4 + 8 * MM_BLOCK if mm else _dw3_scratch(g) if k3 else 0
-    copy = (ctx["M"] if pw else g["o"][1] * g["o"][2]) if inplace and not scratch else 0
+    # same) or of "dw3", which write in place without a copy buffer; else the in-place copy
+    # buffer (a pixel's channels / a channel plane)
+    scratch = 4 * kc4 + 8 * MM_BLOCK if kind == "mm" else _dw3_scratch(g) if kind == "dw3" else 0
+    copy = (ctx["M"] if kind == "pw" else g["o"][1] * g["o"][2]) if kernel != "direct" and not scratch else 0
     if not _fits(qp, FIELDS):
         return {"shared": []}
     # output channels per loaded input of the portable loops
     ob = ctx["ob"] if ctx["M"] // ctx["group"] % 4 == 0 else 1
-    fn = f"nncc_qconv_{'mm' if mm else 'pw' if pw else 'dw3' if k3 else 'dw' if dw else 'direct'}_ob{ob}_"
     tail = f"{ctx['scaling']}{'_b' if ctx['has_bias'] else ''}"
     out = f"nncc_qconv_out_{tail}"
     parts = ["qconv_params", out]
     qadd_fn = None
     if add["qa"] is not None:
         qadd_fn = f"nncc_qconv_qadd_{add['qa_rt']['scaling']}"
-        tail += f"_{qadd_fn[len('nncc_qconv_'):]}"
+        tail += f"_qadd_{add['qa_rt']['scaling']}"
         parts = ["qconv_params", "qadd_params", out, qadd_fn]
-    fn += tail
+    fn = f"nncc_qconv_{kind}_ob{ob}_{tail}"
     outs = f"nncc_qconv_outs_{tail}"
-    parts += (["nncc_qconv_col", "nncc_qconv_mm_sums", outs, f"{fn}_portable", fn] if mm
-              else ["nncc_qconv_dw3_sums", outs, fn] if k3 else [fn])
+    parts += {"mm": ["nncc_qconv_col", "nncc_qconv_mm_sums", outs, f"{fn}_portable", fn],
+              "dw3": ["nncc_qconv_dw3_sums", outs, fn]}.get(kind, [fn])
     return {"shared": parts, "shared_fn": fn, "shared_out": out, "shared_qadd": qadd_fn,
-            "shared_outs": outs,
-            "shared_pw": pw, "shared_mm": mm, "shared_dw": dw, "shared_k3": k3,
-            "shared_scratch": bool(scratch), "shared_ob": ob, "shared_inplace": inplace,
+            "shared_outs": outs, "shared_kind": kind,
+            "shared_scratch": bool(scratch), "shared_ob": ob, "shared_inplace": kernel != "direct",
             "dw3_buf": DW3_BUF, "dw3_acc": DW3_ACC, "dw3_cols": DW3_COLS, "mm_block": MM_BLOCK,
             "ws_bytes": scratch or copy,
             "qp": {f: int(v) for f, v in qp.items()}, "qp_types": FIELDS,

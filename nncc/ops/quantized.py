@@ -9,7 +9,9 @@ is pure integer numpy, bit-exact with the C templates (templates/ops/*_q.c.j2):
     code ("double-shift": the multiplier input / attribute holds e, the shift n, of
     2^-n * (1 +- 2^-|e|), nncc/quant/double_shift.py), plus y_zp,
     clamped to [act_min, act_max] -- a fused ReLU / ReLU6 is this clamp. QConv has Conv's
-    in-place variants (dw_inplace, pw_inplace), with an int8 workspace: same numbers, less RAM.
+    in-place variants (dw_inplace, pw_inplace): same numbers, less RAM; the kernel keeps what
+    it has still to read in its workspace (a copy buffer, or the shared kernels' scratch,
+    nncc/ops/qconv_shared.py).
     A QConv may carry a fused QAdd (attribute QADD, set by nncc/quant/fuse_qadd.py): input 5 is
     the residual r, y = QAdd(conv, r) read and written at the same index, so y may overwrite r.
   QAdd: TFLite's int8 Add (both operands rescaled to a common fixed-point scale).
@@ -147,9 +149,10 @@ class _QMixin:
 
 @register("QConv")
 class QConv(_QMixin, Conv):
-    """Inputs: x int8, w int8 (M x C/group x k...), bias int32 (M), multiplier int32 (M) or ""
-    with scaling "shift", shift int8 (M; > 0 shifts right); packed form: x, w, packed int16 (M)
-    or "" (module docstring)."""
+    """Inputs: x int8 (or int16: nncc/quant/int16.py), w int8 (M x C/group x k...), bias int32
+    (M), multiplier int32 (M) or "" with scaling "shift", shift int8 (M; > 0 shifts right);
+    packed form: x, w, packed int16 (M) or "" (module docstring); with a fused QAdd, the
+    residual as input RESIDUAL_INDEX."""
     template = "ops/conv_q.c.j2"
 
     def parse(self):
@@ -188,12 +191,17 @@ class QConv(_QMixin, Conv):
             return [y]
         return self.qadd.reference(*((y, r) if self.conv_first else (r, y)))
 
+    def fused_ops(self) -> list[str]:
+        """The conv's own activation, then a fused QAdd and its activation."""
+        own = super().fused_ops()
+        return own if self.qadd is None else own + ["Add", *self.qadd.fused_ops()]
+
     def context(self, ins, outs, kernel=None):
         """The template's variables for the kernel variant `kernel` (default the node's)."""
         ctx = super().context(ins, outs)
         ctx.update(self.q_context(), **type_context(ins, outs))
         if self.qadd is not None:
-            ctx["rt"] = ins[RESIDUAL_INDEX].dtype + "_t"
+            ctx["res_t"] = ins[RESIDUAL_INDEX].dtype + "_t"  # the residual's C type
         ctx["qadd"] = None if self.qadd is None else self.qadd.add_params()
         ctx["conv_first"] = self.qadd is not None and self.conv_first
         ctx["residual_index"] = RESIDUAL_INDEX
@@ -201,8 +209,9 @@ class QConv(_QMixin, Conv):
         return ctx
 
     def inplace_kernel(self, ins, outs) -> tuple[int, str] | None:
-        """Conv's two variants writing y over x (nncc/ops/conv.py), in conv_q.c.j2: each output
-        is computed in int32 and requantized into an int8 workspace, then copied over x."""
+        """Conv's two variants writing y over x (nncc/ops/conv.py), in conv_q.c.j2: the
+        specialized kernels requantize into a copy buffer, then copy over x; the shared ones
+        (qconv_shared.py) keep the inputs still to be read in their scratch instead."""
         x, w, y = ins[0], ins[1], outs[0]
         if self.qadd is not None or tuple(x.shape) != tuple(y.shape) or x.dtype != y.dtype:
             return None
@@ -215,7 +224,7 @@ class QConv(_QMixin, Conv):
 
     def workspace_bytes(self, ins, outs, kernel="direct"):
         shared = self.context(ins, outs, kernel)
-        if shared["shared"]:  # copy buffer and scratch, as nncc/ops/qconv_shared.py lays them out
+        if shared["shared"]:  # a copy buffer or a scratch, as nncc/ops/qconv_shared.py sizes it
             return shared["ws_bytes"]
         y = outs[0]
         item = np.dtype(y.dtype).itemsize

@@ -22,9 +22,9 @@ from ..errors import ShapeError
 from ..ir import TensorInfo
 from ..quant import fixed_point as fp
 from . import Op, register
-from .conv_transpose import ConvTranspose, conv_transpose_sum
+from .conv_transpose import ConvTranspose, conv_transpose_sum, input_major
 from .elementwise import broadcast_shape, loop_nest
-from .quantized import MAX_TERMS, QAdd, _QMixin, accumulate_requant
+from .quantized import QAdd, _QMixin, accumulate_requant, check_widths, requant
 from .shape import Concat
 
 
@@ -52,32 +52,23 @@ class QConvTranspose(_QMixin, ConvTranspose):
 
     def infer(self, x, w, b=None, mult=None, shift=None):
         win = self.qgeometry(x, w)
-        if x.dtype != "int8" or w.dtype != "int8":
-            raise self.refuse(f"QConvTranspose takes int8 x and w, got {x.dtype} and {w.dtype}")
-        if int(np.prod(w.shape[1:])) > MAX_TERMS:
-            raise self.refuse(f"{int(np.prod(w.shape[1:]))} terms per output overflow int32")
+        if check_widths(self, x, w) != "int8" or x.dtype != "int8":
+            raise self.refuse(f"QConvTranspose takes int8 x and y, got {x.dtype} -> {self.attr('y_dtype')}")
         self.check_packed_input(b, w.shape[0])
         return [((x.shape[0], w.shape[0], *win.out_size), "int8")]
 
     def reference(self, x, w, b=None, mult=None, shift=None):
         win = self.qgeometry(TensorInfo("x", x.shape), TensorInfo("w", w.shape))
-        m, cg = w.shape[:2]
-        # back to C x M/group x k for the scatter (exact in int64)
-        wo = w.astype(np.int64).reshape(self.group, m // self.group, cg, *w.shape[2:])
-        wo = np.swapaxes(wo, 1, 2).reshape(cg * self.group, m // self.group, *w.shape[2:])
+        wo = input_major(w.astype(np.int64), self.group)  # for the scatter (exact in int64)
         acc = conv_transpose_sum(x.astype(np.int64) - self.attr("x_zero_point"), wo, win, self.group)
-        return [accumulate_requant(self, acc, b, mult, shift, m).astype(np.int8)]
+        return [accumulate_requant(self, acc, b, mult, shift, w.shape[0]).astype(np.int8)]
 
     def macs(self, ins, outs):
-        x, w = ins[0], ins[1]
-        return x.size * (w.shape[0] // self.group) * int(np.prod(w.shape[2:]))
+        return super().macs([ins[0], self.onnx_weight(ins[1]), *ins[2:]], outs)
 
     def context(self, ins, outs):
-        x, w = ins[0], ins[1]
-        win = self.qgeometry(x, w)
-        return {"g": win.as3d(), "N": x.shape[0], "C": x.shape[1], "M": w.shape[0],
-                "group": self.group, "has_bias": len(ins) > 2 and ins[2] is not None,
-                **self.q_context()}
+        self.qgeometry(ins[0], ins[1])  # its own checks of the M x C/group x k weights
+        return {**super().context([ins[0], self.onnx_weight(ins[1]), *ins[2:]], outs), **self.q_context()}
 
 
 @register("QConcat")
@@ -121,7 +112,7 @@ class QConcat(Concat):
     def context(self, ins, outs):
         ctx = super().context(ins, outs)
         for p in ctx["parts"]:
-            j = int(p["arg"][1:])
+            j = p["index"]
             p.update(requant=not self.attr("copy")[j], x_zero_point=self.attr("x_zero_points")[j],
                      mult=self.attr("mults")[j], shift=self.attr("shifts")[j])
         ctx.update(y_zero_point=self.attr("y_zero_point"), scaling=self.attr("scaling"),
@@ -179,10 +170,7 @@ class QMul(_QMixin, _QBinary):
     def reference(self, a, b):
         g = self.attr
         p = (a.astype(np.int64) - g("a_zero_point")) * (b.astype(np.int64) - g("b_zero_point"))
-        if g("scaling") == "shift":
-            return [fp.requantize_shift(p, g("y_shift"), g("y_zero_point"), g("act_min"), g("act_max"))]
-        return [fp.requantize(p, g("y_mult"), g("y_shift"), g("y_zero_point"), g("act_min"),
-                              g("act_max"))]
+        return [requant(self, p, g("y_mult"), g("y_shift"), 0)]  # as the template's q.requant()
 
 
 @register("QSub")

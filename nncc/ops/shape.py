@@ -294,7 +294,7 @@ class Concat(Op):
                 continue
             chunk = x.shape[axis] * inner
             if chunk:  # an empty input contributes nothing
-                parts.append({"arg": f"x{j}", "chunk": chunk, "offset": offset})
+                parts.append({"arg": f"x{j}", "index": j, "chunk": chunk, "offset": offset})
             offset += chunk
         return {"outer": outer, "row": offset, "parts": parts,
                 "unused": [f"x{j}" for j, x in enumerate(ins) if x is not None and not x.size]}

@@ -110,6 +110,26 @@ def test_int16_some_layers(tmp_path, wide, scaling):
     check_exact(res, calib[:4] + samples(SHAPE, 3, seed=5))
 
 
+@pytest.mark.parametrize("scaling", ["fixed", "shift"])
+def test_int16_residual_of_an_int8_conv(tmp_path, scaling):
+    """A residual Add (and its Relu) fused into an int8 conv whose other operand is int16: the
+    conv keeps its specialized kernel (the shared ones read an int8 residual), C == reference,
+    and report.json lists the Add and the Relu as fused into it."""
+    nodes = [helper.make_node("Conv", ["x", "W1", "B1"], ["a"], name="c1", pads=[1, 1, 1, 1]),
+             helper.make_node("Conv", ["x", "W2", "B2"], ["b"], name="c2", pads=[1, 1, 1, 1]),
+             helper.make_node("Add", ["b", "a"], ["s"], name="add"),
+             helper.make_node("Relu", ["s"], ["y"], name="relu")]
+    inits = {"W1": w(6, 4, 3, 3), "B1": w(6), "W2": w(6, 4, 3, 3), "B2": w(6)}
+    path = save(make_model(nodes, [("x", SHAPE)], [("y", None)], inits), tmp_path)
+    calib = samples(SHAPE, 8)
+    res = build(path, tmp_path / "q", calib, scaling, int16=["c1"])
+    assert layer(res.report, "c1")["bits"] == 16 and layer(res.report, "c2")["bits"] == 8
+    fused = [n for n in res.graph.nodes() if n.op == "QConv" and len(n.inputs) > 5]
+    assert len(fused) == 1 and res.graph.tensors[fused[0].inputs[5]].dtype == "int16"
+    assert layer(res.report, "c2")["fused"] == ["Add", "Relu"]  # the report names what it absorbed
+    check_exact(res, calib[:4] + samples(SHAPE, 3, seed=5))
+
+
 def test_int16_pool_refused(tmp_path):
     with pytest.raises(UsageError, match="MaxPool keeps its input's precision"):
         build(net(tmp_path), tmp_path / "q", samples(SHAPE, 2), int16=["pool"])
