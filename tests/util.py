@@ -18,6 +18,9 @@ from nncc.validate import onnxruntime_outputs
 ROOT = Path(__file__).resolve().parent.parent
 FIXTURES = ROOT / "tests" / "fixtures"
 MLPERF = FIXTURES / "mlperf_tiny"
+# The input ranges the MLPerf Tiny models were trained on (tests/fixtures/mlperf_tiny/LICENSE.md)
+MLPERF_RANGES = {"mlperf_kws_dscnn": (-123.0, 26.0), "mlperf_vww_mbv1_025": (0.0, 1.0),
+                 "mlperf_ic_resnet8": (0.0, 255.0), "mlperf_ad_fcae": (-85.0, 15.0)}
 
 CROSS = {
     "cortex-m4": ["arm-none-eabi-gcc", "-mcpu=cortex-m4", "-mthumb", "-mfloat-abi=hard",
@@ -67,6 +70,25 @@ def random_inputs(report: dict, seed: int = 0, scale: float = 1.0) -> dict:
     rng = np.random.default_rng(seed)
     return {t["name"]: (scale * rng.standard_normal(t["shape"])).astype(np.float32)
             for t in report["inputs"]}
+
+
+def model_input(path: Path) -> tuple[str, list[int]]:
+    """Name and (static) shape of a model file's first input."""
+    inp = onnx.load(str(path)).graph.input[0]
+    return inp.name, [d.dim_value for d in inp.type.tensor_type.shape.dim]
+
+
+def uniform_inputs(path: Path, n: int, seed: int, lo: float, hi: float) -> list[dict]:
+    """n samples of a model's first input, uniform over [lo, hi), float32."""
+    name, shape = model_input(path)
+    rng = np.random.default_rng(seed)
+    return [{name: rng.uniform(lo, hi, shape).astype(np.float32)} for _ in range(n)]
+
+
+def mlperf_inputs(name: str, n: int, seed: int) -> list[dict]:
+    """n uniform draws over an MLPerf Tiny model's documented input range (MLPERF_RANGES);
+    `name`: the model file's stem."""
+    return uniform_inputs(MLPERF / f"{name}.onnx", n, seed, *MLPERF_RANGES[name])
 
 
 def run_c(model_path: Path, out_dir: Path, samples: list[dict] | None = None, **kw):

@@ -21,9 +21,6 @@ import time
 from concurrent.futures import ProcessPoolExecutor
 from pathlib import Path
 
-import numpy as np
-import onnx
-
 ROOT = Path(__file__).resolve().parents[2]
 sys.path.insert(0, str(ROOT))
 
@@ -34,15 +31,17 @@ from nncc.errors import DoesNotFit
 from nncc.quant.quantize import QuantOptions
 from tests.bench.arena_bounds import HEAD as BOUND_HEAD
 from tests.bench.arena_bounds import LIGHT, bounds, text_row
+from tests.util import mlperf_inputs
 
 MLPERF = ROOT / "tests" / "fixtures" / "mlperf_tiny"
 ZOO = ROOT / "tests" / "fixtures" / "zoo"
-# name: (file, documented input range); TFLite Micro arenas (float, int8) from the models' README.
+# name: (file, TFLite Micro arenas (float, int8) from the models' README); the documented input
+# ranges: tests.util.MLPERF_RANGES
 MODELS = {
-    "KWS": ("mlperf_kws_dscnn.onnx", (-123.0, 26.0), 64000, 16000),
-    "VWW": ("mlperf_vww_mbv1_025.onnx", (0.0, 1.0), 294912, 73728),
-    "IC": ("mlperf_ic_resnet8.onnx", (0.0, 255.0), 196608, 49152),
-    "AD": ("mlperf_ad_fcae.onnx", (-85.0, 15.0), 3072, 768),
+    "KWS": ("mlperf_kws_dscnn.onnx", 64000, 16000),
+    "VWW": ("mlperf_vww_mbv1_025.onnx", 294912, 73728),
+    "IC": ("mlperf_ic_resnet8.onnx", 196608, 49152),
+    "AD": ("mlperf_ad_fcae.onnx", 3072, 768),
 }
 # (d): the per-layer breakdown of one model
 PER_LAYER = ("KWS", "int8", "cortex-m4")
@@ -54,12 +53,7 @@ BOUND_MODELS = (sorted(ZOO.glob("*.onnx")) + [MLPERF / m[0] for m in MODELS.valu
 
 
 def calib(model: str) -> QuantOptions:
-    file, (lo, hi), _, _ = MODELS[model]
-    inp = onnx.load(str(MLPERF / file)).graph.input[0]
-    shape = [d.dim_value for d in inp.type.tensor_type.shape.dim]
-    rng = np.random.default_rng(0)
-    return QuantOptions(samples=[{inp.name: rng.uniform(lo, hi, shape).astype(np.float32)}
-                                 for _ in range(N_CALIB)])
+    return QuantOptions(samples=mlperf_inputs(Path(MODELS[model][0]).stem, N_CALIB, 0))
 
 
 def quant_kw(model: str, precision: str) -> dict:
@@ -120,7 +114,7 @@ def opt_row(path: Path) -> list[str]:
 
 
 def arena_row(model: str) -> list[str]:
-    file, _, tfl_f, tfl_q = MODELS[model]
+    file, tfl_f, tfl_q = MODELS[model]
     out = [model]
     with tempfile.TemporaryDirectory(prefix="nncc-benchtab-") as tmp:
         for precision, tfl in (("float32", tfl_f), ("int8", tfl_q)):

@@ -1,10 +1,12 @@
 """Helpers of the quantization tests: compile an int8 build, run the C on int8 inputs and
-compare with the integer numpy reference (exactly) and with the float model (SQNR, cosine)."""
+compare with the integer numpy reference (exactly) and with the float model (SQNR, cosine);
+the small models' inputs and conv layers."""
 from __future__ import annotations
 
 from pathlib import Path
 
 import numpy as np
+from onnx import helper
 
 from nncc.codegen.emit import Emitter
 from nncc.compiler import Compiled, analyze, compile_model, load
@@ -13,6 +15,20 @@ from nncc.quant import fixed_point as fp
 from nncc.quant.int16 import qrange
 from nncc.quant.quantize import QuantOptions, quantize
 from nncc.reference import run_reference
+
+
+def samples(shape, n: int, seed: int = 1) -> list[dict]:
+    """n standard-normal samples of the input "x" of the small test models."""
+    rng = np.random.default_rng(seed)
+    return [{"x": rng.standard_normal(shape).astype(np.float32)} for _ in range(n)]
+
+
+def conv(rng, name: str, x: str, y: str, w_shape, bias: bool = True, **attrs):
+    """(Conv node, its initializers): weights `{name}_w` (and bias `{name}_b`) drawn from rng."""
+    inits = {f"{name}_w": (rng.standard_normal(w_shape) * 0.4).astype(np.float32)}
+    if bias:
+        inits[f"{name}_b"] = (rng.standard_normal(w_shape[0]) * 0.2).astype(np.float32)
+    return helper.make_node("Conv", [x, *inits], [y], **attrs), inits
 
 
 def quantize_inputs(report: dict, sample: dict) -> dict:

@@ -16,8 +16,8 @@ from nncc.quant.quantize import QuantOptions, quantize
 from nncc.quant.rewrite import weight_params
 from nncc.reference import run_reference
 from tests.quant.qutil import accuracy, build, check_exact, float_graph, sqnr_db
-from tests.quant.test_fuse_qadd import IC, ic_inputs
-from tests.util import FIXTURES
+from tests.quant.test_fuse_qadd import IC
+from tests.util import FIXTURES, mlperf_inputs
 
 QDIR = FIXTURES / "quant"
 
@@ -98,8 +98,8 @@ def test_raise_output_makes_the_layer_exact():
 def test_qadd_rounding_on_resnet8(tmp_path):
     """Each residual Add (unfused, to see its operands): the larger-scale operand and the
     output exactly on the grid, the other operand's ratio rounded (<= 1/11; printed). C ==
-    reference; output SQNR vs float between the shift and fixed builds'."""
-    calib, test = ic_inputs(6, 0), ic_inputs(10, 1)
+    reference; output SQNR vs float within 6.5 dB of the fixed build's (printed with shift's)."""
+    calib, test = mlperf_inputs(IC.stem, 6, 0), mlperf_inputs(IC.stem, 10, 1)
     res = build(IC, tmp_path / "ds", calib, "double-shift", fuse_add=False)
     outs = check_exact(res, test)
     g, errs = res.graph, []
@@ -118,8 +118,10 @@ def test_qadd_rounding_on_resnet8(tmp_path):
         r = build(IC, tmp_path / scaling, calib, scaling, fuse_add=False)
         sqnr[scaling] = accuracy(IC, r, test, check_exact(r, test))["sqnr_db"]
     print("resnet8 output SQNR (dB):", {k: round(v, 1) for k, v in sqnr.items()})
-    # measured 18.7 / 23.8 / 16.9 on these 10 random inputs (noisy: on 3 of them shift got
-    # 22.5): each residual block ~1.5 dB below fixed, every output scale raised by up to 1.2x
+    # measured double-shift / fixed / shift 16.2 / 19.9 / 15.7 dB on these 10 random images
+    # (each residual block ~1.5 dB below fixed, every output scale raised by up to 1.2x). The
+    # order of the three is noise: on 40 other images (seeds 1, 2, 9) 16.7 / 18.7 / 16.3,
+    # 17.4 / 21.3 / 20.8, 18.9 / 18.1 / 20.1 dB; so only the gap to fixed is asserted.
     assert sqnr["fixed"] - 6.5 < sqnr["double-shift"]
 
 

@@ -6,7 +6,6 @@ TFLite Micro's 49,152 B."""
 from __future__ import annotations
 
 import numpy as np
-import onnx
 import pytest
 from onnx import helper
 
@@ -14,7 +13,7 @@ from nncc.ops.quantized import QADD, RESIDUAL_INDEX
 from nncc.quant.quantize import QuantOptions, quantize
 from nncc.reference import run_reference
 from tests.quant.qutil import build, check_exact, float_graph, quantize_inputs
-from tests.util import MLPERF, make_model, save
+from tests.util import MLPERF, make_model, mlperf_inputs, save
 
 RNG = np.random.default_rng(5)
 IC = MLPERF / "mlperf_ic_resnet8.onnx"
@@ -96,22 +95,16 @@ def test_fused_reference_equals_unfused(tmp_path, scaling):
             np.testing.assert_array_equal(a[k], b[k])
 
 
-def ic_inputs(n, seed):
-    iname = onnx.load(str(IC)).graph.input[0].name
-    rng = np.random.default_rng(seed)
-    return [{iname: rng.uniform(0.0, 1.0, (1, 3, 32, 32)).astype(np.float32)} for _ in range(n)]
-
-
 @pytest.mark.parametrize("scaling", ["fixed", "shift", "double-shift"])
 def test_mlperf_ic_int8_fused(tmp_path, scaling):
     """int8 ResNet-8: every residual Add fused; C == reference; the fused graph's reference ==
     the unfused one's; arena < TFLM's 49,152 B."""
-    res = build(IC, tmp_path / "q", ic_inputs(6, 0), scaling)
-    check_exact(res, ic_inputs(2, 1))
+    res = build(IC, tmp_path / "q", mlperf_inputs(IC.stem, 6, 0), scaling)
+    check_exact(res, mlperf_inputs(IC.stem, 2, 1))
     assert len(fused_nodes(res.graph)) == 3
     assert not any(n.op == "QAdd" for n in res.graph.nodes())
-    unfused = build(IC, tmp_path / "u", ic_inputs(6, 0), scaling, fuse_add=False)
-    for s in ic_inputs(2, 1):
+    unfused = build(IC, tmp_path / "u", mlperf_inputs(IC.stem, 6, 0), scaling, fuse_add=False)
+    for s in mlperf_inputs(IC.stem, 2, 1):
         q = quantize_inputs(res.report, s)
         a, b = run_reference(res.graph, q), run_reference(unfused.graph, q)
         for k in a:

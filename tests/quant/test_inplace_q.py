@@ -10,9 +10,8 @@ import numpy as np
 import pytest
 from onnx import helper
 
-from tests.quant.qutil import build, check_exact, min_scratch
-from tests.quant.test_mlperf_quant import inputs as kws_inputs
-from tests.util import MLPERF, make_model, save
+from tests.quant.qutil import build, check_exact, min_scratch, samples
+from tests.util import MLPERF, make_model, mlperf_inputs, save
 
 RNG = np.random.default_rng(11)
 
@@ -59,11 +58,9 @@ CASES = {
     "pw_batch2_nobias": ((2, 2, 3, 3), 4, (4, 4, 1, 1), {}, False, None, "pw_inplace"),
     "pw_1d": ((1, 2, 7), 5, (5, 5, 1), {}, True, None, "pw_inplace"),
 }
-
-
-def samples(shape, n, seed):
-    rng = np.random.default_rng(seed)
-    return [{"x": rng.standard_normal(shape).astype(np.float32)} for _ in range(n)]
+# the cases whose shared kernel kind (nncc/ops/qconv_shared.py) has a scratch: "mm" (the 1x1
+# layers) and "dw3" (3x3 depthwise); the shared "dw" kind (dw_1d, dw_dil_asym) has a copy buffer
+SCRATCH = {"dw3x3_relu", "dw_batch2_nobias", "pw_relu", "pw_batch2_nobias", "pw_1d"}
 
 
 def conv_under_test(res):
@@ -101,9 +98,14 @@ def test_inplace_q_equals_integer_reference(tmp_path, name, scaling, packed, tai
     # shared kernels with a scratch ("mm", "dw3": tests/quant/test_qconv_scratch.py), which write
     # straight over their input (the scratch holds what is still to be read), just the scratch
     # (the unpacked and double-shift forms keep their own kernels, with the copy buffer)
+    shared = packed and scaling in ("fixed", "shift")  # the shared kernels, else the specialized ones
+    assert ("static const nncc_qconv_params p = " in code) == shared
     copy = int(np.prod(y.shape[2:])) if kernel == "dw_inplace" else y.shape[1]
     need = min_scratch(res.graph, node)
-    assert ws_bytes == copy or (need and ws_bytes >= need), (ws_bytes, copy, need)
+    if shared and name in SCRATCH:
+        assert ws_bytes >= need > 0, (ws_bytes, need)
+    else:
+        assert ws_bytes == copy, (ws_bytes, copy)
     assert ws_name in res.plan.offsets
     assert "int8_t *ws)" in code and "float *ws" not in code
 
@@ -127,8 +129,8 @@ def test_mlperf_kws_int8_inplace(tmp_path, scaling):
     (256 B) and a block of 16 channels' sums at both pixels (128 B): 8,000 + 384 = 8,384 B <
     TFLM's 16,000 B."""
     path = MLPERF / "mlperf_kws_dscnn.onnx"
-    res = build(path, tmp_path / "q", kws_inputs("mlperf_kws_dscnn", 8, 0), scaling, strip_softmax=True)
-    check_exact(res, kws_inputs("mlperf_kws_dscnn", 3, 1))
+    res = build(path, tmp_path / "q", mlperf_inputs("mlperf_kws_dscnn", 8, 0), scaling, strip_softmax=True)
+    check_exact(res, mlperf_inputs("mlperf_kws_dscnn", 3, 1))
     r = res.report
     kernels = [row["kernel"] for row in r["layers"] if row["op"] == "QConv"]
     assert kernels.count("dw_inplace") == 4 and kernels.count("pw_inplace") >= 3, kernels

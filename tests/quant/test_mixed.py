@@ -15,8 +15,8 @@ from nncc.quant.auto import output_sqnr
 from nncc.quant.calibrate import calibrate
 from nncc.quant.mixed import MixedRewriter
 from nncc.reference import run_reference
-from tests.quant.qutil import accuracy, build, check_exact, float_graph
-from tests.quant.test_quant_ops import samples, w
+from tests.quant.qutil import accuracy, build, check_exact, float_graph, samples
+from tests.quant.test_quant_ops import w
 from tests.util import FIXTURES, make_model, save
 
 SHAPE = [1, 4, 8, 8]

@@ -5,14 +5,13 @@ autoencoder is also tested on its real log-mel frames. The table is printed (pyt
 from __future__ import annotations
 
 import numpy as np
-import onnx
 import pytest
 
 from nncc.compiler import compile_model
 from tests.quant.qutil import accuracy, build, check_exact
-from tests.util import MLPERF
+from tests.util import MLPERF, mlperf_inputs, model_input
 
-MODELS = {"mlperf_kws_dscnn": ((1, 1, 49, 10), (-123.0, 26.0)), "mlperf_ad_fcae": ((1, 640), (-85.0, 15.0))}
+MODELS = ("mlperf_kws_dscnn", "mlperf_ad_fcae")
 # Measured with these seeds (int8 output SQNR in dB, fixed / shift / double-shift): KWS logits
 # 29.6 / 28.7 / 30.3, AD 37.0 / 32.0 / 36.0 (packed QConv / QGemm, mse observer). Floors a few
 # dB below.
@@ -23,11 +22,10 @@ MIN_SQNR = {("mlperf_kws_dscnn", "fixed"): 25, ("mlperf_kws_dscnn", "shift"): 22
 
 
 def inputs(name: str, n: int, seed: int) -> list[dict]:
-    shape, (lo, hi) = MODELS[name]
-    iname = onnx.load(str(MLPERF / f"{name}.onnx")).graph.input[0].name
-    rng = np.random.default_rng(seed)
-    out = [{iname: rng.uniform(lo, hi, shape).astype(np.float32)} for _ in range(n)]
+    """mlperf_inputs; for AD also 5 of its real log-mel frames."""
+    out = mlperf_inputs(name, n, seed)
     if name == "mlperf_ad_fcae":
+        iname, shape = model_input(MLPERF / f"{name}.onnx")
         frames = np.load(MLPERF / "samples.npz")["ad"].reshape(40, 640)
         out += [{iname: frames[i].reshape(shape).astype(np.float32)} for i in range(0, 40, 8)]
     return out

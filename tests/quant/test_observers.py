@@ -11,8 +11,8 @@ from nncc.npzio import load_npz
 from nncc.quant.calibrate import OBSERVERS, KSigma, calibrate
 from nncc.quant.calibrate_kl import kl_range
 from nncc.quant.rewrite import act_params, unfuse_conv_pool
-from tests.quant.qutil import build, check_exact, float_graph
-from tests.quant.test_quant_ops import model, samples
+from tests.quant.qutil import build, check_exact, float_graph, samples
+from tests.quant.test_quant_ops import model
 from tests.util import FIXTURES
 
 RNG = np.random.default_rng(3)

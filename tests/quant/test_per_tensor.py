@@ -10,7 +10,7 @@ import pytest
 from nncc.cli import main
 from nncc.npzio import split_samples
 from nncc.quant.rewrite import weight_params
-from tests.quant.qutil import build, check_exact
+from tests.quant.qutil import build, check_exact, sqnr_db
 from tests.quant.test_accuracy import QDIR, c_logits, data
 
 RNG = np.random.default_rng(3)
@@ -50,7 +50,7 @@ def test_per_tensor_accuracy_and_exact(tmp_path, scaling):
             from nncc.compiler import compile_model
             f = compile_model(path, tmp_path / "float", force=True)
             ref = c_logits(f.out_dir, f.report, x)
-        sq[per_channel] = 10 * np.log10(np.sum(ref ** 2) / np.sum((ref - logits) ** 2))
+        sq[per_channel] = sqnr_db(ref, logits)
     print(f"\nmnist_dsnet {scaling}: top-1 per-channel {tops[True]:.1f} %, per-tensor "
           f"{tops[False]:.1f} %; logit SQNR {sq[True]:.1f} / {sq[False]:.1f} dB")
     assert sq[False] < sq[True]

@@ -11,17 +11,10 @@ import numpy as np
 import pytest
 from onnx import helper
 
-from tests.quant.qutil import build, check_exact
+from tests.quant.qutil import build, check_exact, conv, samples
 from tests.util import make_model, save
 
 RNG = np.random.default_rng(5)
-
-
-def conv(name, x, y, w_shape, bias=True, **attrs):
-    inits = {f"{name}_w": (RNG.standard_normal(w_shape) * 0.4).astype(np.float32)}
-    if bias:
-        inits[f"{name}_b"] = (RNG.standard_normal(w_shape[0]) * 0.2).astype(np.float32)
-    return helper.make_node("Conv", [x, *inits], [y], **attrs), inits
 
 
 def model(tmp_path, batch=1, bias=True):
@@ -37,18 +30,13 @@ def model(tmp_path, batch=1, bias=True):
               ("g", "f", "y", (3, 6, 3, 3), {"pads": [1, 1, 1, 1]})]
     nodes, inits = [], {}
     for name, x, y, ws, attrs in layers:
-        n, i = conv(name, x, y, ws, bias, **attrs)
+        n, i = conv(RNG, name, x, y, ws, bias, **attrs)
         nodes.append(n)
         inits.update(i)
         if name == "b":
             nodes.append(helper.make_node("Relu", ["b"], ["br"]))
     xs = (batch, 4, 9, 8)
     return save(make_model(nodes, [("x", xs)], [("y", None)], inits), tmp_path), xs
-
-
-def samples(shape, n, seed):
-    rng = np.random.default_rng(seed)
-    return [{"x": rng.standard_normal(shape).astype(np.float32)} for _ in range(n)]
 
 
 def c_code(res) -> str:

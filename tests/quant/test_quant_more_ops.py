@@ -10,7 +10,7 @@ from onnx import helper
 
 from nncc.compiler import analyze, load
 from nncc.quant.quantize import QuantOptions, quantize
-from tests.quant.qutil import accuracy, build, check_exact
+from tests.quant.qutil import accuracy, build, check_exact, samples
 from tests.util import make_model, save
 
 RNG = np.random.default_rng(5)
@@ -80,15 +80,9 @@ EXPECT = {"tconv": "QConvTranspose", "concat": "QConcat", "sigmoid": "QLut", "ha
           "transpose": "Transpose", "sum": "QAdd"}
 
 
-def model(tmp_path, name, outputs=("y",)):
+def model(tmp_path, name):
     nodes, shape, inits, opset = MODELS[name]
-    return save(make_model(nodes, [("x", shape)], [(o, None) for o in outputs], inits, opset=opset),
-                tmp_path)
-
-
-def samples(shape, n, seed=1):
-    rng = np.random.default_rng(seed)
-    return [{"x": rng.standard_normal(shape).astype(np.float32)} for _ in range(n)]
+    return save(make_model(nodes, [("x", shape)], [("y", None)], inits, opset=opset), tmp_path)
 
 
 @pytest.mark.parametrize("scaling", ["fixed", "shift"])

@@ -11,7 +11,7 @@ from nncc.errors import UnsupportedOp, UsageError
 from nncc.quant.calibrate import calibrate
 from nncc.quant.quantize import QuantOptions
 from nncc.quant.rewrite import act_params
-from tests.quant.qutil import accuracy, build, check_exact, float_graph
+from tests.quant.qutil import accuracy, build, check_exact, float_graph, samples
 from tests.util import make_model, save
 
 RNG = np.random.default_rng(0)
@@ -66,11 +66,6 @@ MODELS = {
 def model(tmp_path, name):
     nodes, shape, inits = MODELS[name]
     return save(make_model(nodes, [("x", shape)], [("y", None)], inits), tmp_path)
-
-
-def samples(shape, n, scale=1.0, seed=1):
-    rng = np.random.default_rng(seed)
-    return [{"x": (rng.standard_normal(shape) * scale).astype(np.float32)} for _ in range(n)]
 
 
 @pytest.mark.parametrize("scaling", ["fixed", "shift", "double-shift"])

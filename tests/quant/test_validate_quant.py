@@ -20,8 +20,9 @@ from nncc.quant.quantize import QuantOptions, float_source
 from nncc.reference import run_reference
 from nncc.table import ellipsize
 from nncc.validate import validate
+from tests.quant.qutil import samples
 from tests.quant.test_accuracy import QDIR, c_logits
-from tests.quant.test_quant_ops import MODELS, model, samples
+from tests.quant.test_quant_ops import MODELS, model
 
 
 def int8_run(tmp_path, name, scaling="fixed"):

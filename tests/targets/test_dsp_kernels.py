@@ -15,25 +15,17 @@ import numpy as np
 import pytest
 from onnx import helper
 
-from nncc import firmware
-from nncc.host import HostModel
 from nncc.quant.quantize import QuantOptions
-from tests.quant.qutil import build, check_exact
+from tests.quant.qutil import build, check_exact, conv, samples
 from tests.quant.test_inplace_q import CASES as INPLACE_CASES
 from tests.quant.test_inplace_q import chain
 from tests.quant.test_qconv_shared import model as shared_model
+from tests.targets.test_firmware import int8_qemu_equals_host, need
 from tests.util import make_model, save
 
 pytestmark = pytest.mark.cross
 RNG = np.random.default_rng(11)
 XS = (1, 8, 5, 5)  # 25 pixels: 12 pairs and a last one
-
-
-def conv(name, x, y, w_shape, bias=True, **attrs):
-    inits = {f"{name}_w": (RNG.standard_normal(w_shape) * 0.4).astype(np.float32)}
-    if bias:
-        inits[f"{name}_b"] = (RNG.standard_normal(w_shape[0]) * 0.2).astype(np.float32)
-    return helper.make_node("Conv", [x, *inits], [y], **attrs), inits
 
 
 def model(tmp_path):
@@ -52,7 +44,7 @@ def model(tmp_path):
               ("k", "g", "y", (6, 4, 3, 3), True, {"strides": [2, 2], "pads": [1, 0, 1, 1]})]
     nodes, inits = [], {}
     for name, x, y, ws, bias, attrs in layers:
-        n, i = conv(name, x, y, ws, bias, **attrs)
+        n, i = conv(RNG, name, x, y, ws, bias, **attrs)
         nodes.append(n)
         inits.update(i)
         if name == "a":
@@ -64,19 +56,12 @@ def model(tmp_path):
     return save(make_model(nodes, [("x", XS)], [("y", None)], inits), tmp_path)
 
 
-def samples(n, seed):
-    rng = np.random.default_rng(seed)
-    return [{"x": rng.standard_normal(XS).astype(np.float32)} for _ in range(n)]
-
-
 @pytest.mark.parametrize("scaling", ["fixed", "shift"])
 def test_dsp_paths_equal_host_and_reference(tmp_path, scaling):
-    t = firmware.load_target("cortex-m4")
-    if t.missing_tools():
-        pytest.skip(f"{', '.join(t.missing_tools())} not installed")
+    need("cortex-m4")
     path = model(tmp_path)
-    res = build(path, tmp_path / "host", samples(6, 0), scaling=scaling)
-    check_exact(res, samples(3, 1))  # the host (portable path) == the integer reference
+    res = build(path, tmp_path / "host", samples(XS, 6, 0), scaling=scaling)
+    check_exact(res, samples(XS, 3, 1))  # the host (portable path) == the integer reference
     code = next(res.out_dir.glob("*.c")).read_text()
     defined = set(re.findall(r"^(?:NNCC_NO_LIBCALLS )?static void nncc_qconv_([a-z0-9]+_ob\d)_", code, re.MULTILINE))
     assert defined == {"mm_ob4", "mm_ob1", "dw3_ob1"}  # each with its DSP path and the portable one
@@ -84,20 +69,13 @@ def test_dsp_paths_equal_host_and_reference(tmp_path, scaling):
     fused = re.findall(r"^static void (nncc_qconv_\w+_qadd_\w+)\(", code, re.MULTILINE)
     assert len(fused) == 1 and len(re.findall(rf"^    {fused[0]}\(&p, &qa, ", code, re.MULTILINE)) == 2
     assert ", ws);" in code
-    m4_equals_host(tmp_path, path, QuantOptions(samples=samples(6, 0), scaling=scaling), samples(2, 2))
+    m4_equals_host(tmp_path, path, QuantOptions(samples=samples(XS, 6, 0), scaling=scaling), samples(XS, 2, 2))
 
 
 def m4_equals_host(tmp_path, path, quant, inputs):
     """The model's int8 firmware runs in QEMU (cortex-m4) and every output equals the host's."""
-    fw, embedded, rr = firmware.run_on_target(path, inputs, "cortex-m4", tmp_path / "m4", quant=quant)
-    assert rr.status == 0 and "nncc: OK" in rr.stdout, rr.stdout[-2000:]
-    host = HostModel(fw.out_dir, fw.report)
-    try:
-        for s, got in zip(embedded, rr.outputs, strict=True):
-            want = host.run(s)
-            assert got["y"].dtype == np.int8 and got["y"].tobytes() == want["y"].tobytes()
-    finally:
-        host.close()
+    fw = int8_qemu_equals_host(path, inputs, "cortex-m4", tmp_path / "m4", quant)
+    assert [(o["name"], o["dtype"]) for o in fw.report["outputs"]] == [("y", "int8")]
 
 
 @pytest.mark.parametrize("case", ["batch2_nobias", "pw_1d", "dw_1d"])
@@ -105,14 +83,11 @@ def test_dsp_paths_other_shapes(tmp_path, case):
     """The same on the shapes the portable tests cover: a batch of 2 without bias through every
     shared kind (groups, dilations, odd channel counts; tests/quant/test_qconv_shared.py), and
     1-D layers in place (tests/quant/test_inplace_q.py)."""
-    t = firmware.load_target("cortex-m4")
-    if t.missing_tools():
-        pytest.skip(f"{', '.join(t.missing_tools())} not installed")
+    need("cortex-m4")
     if case == "batch2_nobias":
         path, xs = shared_model(tmp_path, batch=2, bias=False)
     else:
         xs, c, ws, attrs, bias, act, _ = INPLACE_CASES[case]
         path = chain(tmp_path, xs, c, ws, attrs, bias, act, False)
-    rng = np.random.default_rng(4)
-    draw = [{"x": rng.standard_normal(xs).astype(np.float32)} for _ in range(8)]
+    draw = samples(xs, 8, 4)
     m4_equals_host(tmp_path, path, QuantOptions(samples=draw[:6]), draw[6:])

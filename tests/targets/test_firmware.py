@@ -11,7 +11,6 @@ import json
 import re
 
 import numpy as np
-import onnx
 import pytest
 from onnx import helper
 
@@ -21,7 +20,17 @@ from nncc.cli import main
 from nncc.errors import DoesNotFit, UsageError
 from nncc.host import HostModel
 from nncc.quant.quantize import QuantOptions
-from tests.util import FIXTURES, MLPERF, conv_relu, have, make_model, save
+from tests.util import (
+    FIXTURES,
+    MLPERF,
+    MLPERF_RANGES,
+    conv_relu,
+    have,
+    make_model,
+    mlperf_inputs,
+    save,
+    uniform_inputs,
+)
 
 pytestmark = pytest.mark.cross
 
@@ -160,24 +169,24 @@ def test_bench(tmp_path, target):
     assert b.instructions == bench(conv_relu(tmp_path), target).instructions  # deterministic
 
 
-# int8 builds: name -> (model file, input shape, input range). MLPerf ranges from
-# tests/fixtures/mlperf_tiny/LICENSE.md; LeNet-5 takes images in [0, 1].
+# int8 builds: name -> model file
 INT8_MODELS = {
-    "kws": (MLPERF / "mlperf_kws_dscnn.onnx", (1, 1, 49, 10), (-123.0, 26.0)),
-    "ad": (MLPERF / "mlperf_ad_fcae.onnx", (1, 640), (-85.0, 15.0)),
-    "lenet5": (FIXTURES / "zoo" / "lenet5_bn.onnx", (1, 1, 28, 28), (0.0, 1.0)),
-    "vww": (MLPERF / "mlperf_vww_mbv1_025.onnx", (1, 3, 96, 96), (0.0, 1.0)),
-    "ic": (MLPERF / "mlperf_ic_resnet8.onnx", (1, 3, 32, 32), (0.0, 255.0)),
+    "kws": MLPERF / "mlperf_kws_dscnn.onnx",
+    "ad": MLPERF / "mlperf_ad_fcae.onnx",
+    "lenet5": FIXTURES / "zoo" / "lenet5_bn.onnx",
+    "vww": MLPERF / "mlperf_vww_mbv1_025.onnx",
+    "ic": MLPERF / "mlperf_ic_resnet8.onnx",
 }
 INT8_TARGETS = ["cortex-m4", "cortex-m0plus", "cortex-m33", "rv32imac"]
 
 
 def int8_data(name: str, n: int, seed: int) -> list[dict]:
-    """Uniform draws over the model's input range (float; the firmware quantizes them)."""
-    path, shape, (lo, hi) = INT8_MODELS[name]
-    iname = onnx.load(str(path)).graph.input[0].name
-    rng = np.random.default_rng(seed)
-    return [{iname: rng.uniform(lo, hi, shape).astype(np.float32)} for _ in range(n)]
+    """Uniform draws over the model's input range (float; the firmware quantizes them): the
+    documented one of an MLPerf model, [0, 1] (images) for LeNet-5."""
+    path = INT8_MODELS[name]
+    if path.stem in MLPERF_RANGES:
+        return mlperf_inputs(path.stem, n, seed)
+    return uniform_inputs(path, n, seed, 0.0, 1.0)
 
 
 def int8_quant(name: str) -> QuantOptions:
@@ -195,7 +204,7 @@ def test_int8_matches_host_exactly(tmp_path, name, target):
     """QEMU output == the host build's output, every int8 code (and the float Softmax of KWS)
     equal; where the model exceeds the board or the emulated machine, the exact refusal."""
     t = need(target)
-    path = INT8_MODELS[name][0]
+    path = INT8_MODELS[name]
     quant, samples = int8_quant(name), int8_data(name, 2, 1)
     rep = firmware.compile_firmware(path, tmp_path / "probe", target, samples, build_elf=False,
                                     check=False, quant=quant).report
@@ -212,21 +221,28 @@ def test_int8_matches_host_exactly(tmp_path, name, target):
         with pytest.raises(DoesNotFit, match=rf"QEMU {t.qemu['command'][2]} machine"):
             firmware.run_on_target(path, samples, target, tmp_path / "p", quant=quant)
         return
-    res, embedded, rr = firmware.run_on_target(path, samples, target, tmp_path / "p", quant=quant)
+    res = int8_qemu_equals_host(path, samples, target, tmp_path / "p", quant)
+    if name == "kws":  # its final Softmax runs in float: bit-exact too
+        assert res.report["outputs"][0]["dtype"] == "float32"
+
+
+def int8_qemu_equals_host(path, samples: list[dict], target: str, out_dir, quant: QuantOptions):
+    """The int8 firmware of `path` runs in QEMU on `samples`; every output of every sample
+    equals a fresh host build's (independent of main.c) bit for bit -> the firmware build."""
+    res, embedded, rr = firmware.run_on_target(path, samples, target, out_dir, quant=quant)
     assert rr.status == 0 and "nncc: OK" in rr.stdout, rr.stdout[-2000:]
-    host = HostModel(res.out_dir, res.report)  # a fresh host build, independent of main.c
+    assert len(rr.outputs) == len(samples)
+    host = HostModel(res.out_dir, res.report)
     try:
         for s, got in zip(embedded, rr.outputs, strict=True):
-            assert s[rep["inputs"][0]["name"]].dtype == np.int8
+            assert s[res.report["inputs"][0]["name"]].dtype == np.int8
             want = host.run(s)
             for o in res.report["outputs"]:
                 assert got[o["name"]] is not None and got[o["name"]].dtype == np.dtype(o["dtype"])
                 assert got[o["name"]].tobytes() == want[o["name"]].tobytes(), o["name"]
     finally:
         host.close()
-    assert len(rr.outputs) == 2
-    if name == "kws":  # its final Softmax runs in float: bit-exact too
-        assert res.report["outputs"][0]["dtype"] == "float32"
+    return res
 
 
 def test_int8_cli(tmp_path, capsys):
