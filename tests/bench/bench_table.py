@@ -258,7 +258,7 @@ allowed: arena <= 1.02 x the scheduled bound on chains, <= 1.05 x on branched gr
 A second build of the same firmware with a mark after every kernel call in `NAME_run()`; a
 layer's count is the instructions between its two marks less the cost of one mark, the glue is
 the rest of `NAME_run()` (entry, exit, output copies), so layers + glue = the marked total.
-Layer names are shortened to their last 40 characters.
+Layer names are shortened to 40 characters (head ... tail).
 
 {md_table(per_layer[0], per_layer[1], left=3)}
 
