@@ -23,7 +23,8 @@ from .calibrate_kl import kl_range
 
 
 class MinMax:
-    """The exact range seen over all samples."""
+    """The exact range seen over all samples. Every observer tracks it (minmax()): a mixed
+    build's int16 tensors take it from the same calibration pass (quant/mixed.py)."""
 
     def __init__(self):
         self.lo, self.hi = np.inf, -np.inf
@@ -35,17 +36,22 @@ class MinMax:
     def range(self) -> tuple[float, float]:
         return self.lo, self.hi
 
+    def minmax(self) -> tuple[float, float]:
+        return self.lo, self.hi
 
-class Percentile:
+
+class Percentile(MinMax):
     """The `pct` and `100 - pct` percentiles of all values seen. Values are kept (subsampled
     with a fixed seed past `keep` per sample) so the percentile is over the whole set."""
 
     def __init__(self, pct: float = 99.99, keep: int = 1 << 16):
+        super().__init__()
         self.pct, self.keep = pct, keep
         self.values: list[np.ndarray] = []
         self.rng = np.random.default_rng(0)
 
     def update(self, x: np.ndarray) -> None:
+        super().update(x)
         v = np.asarray(x, np.float32).ravel()
         if v.size > self.keep:
             v = self.rng.choice(v, self.keep, replace=False)
@@ -66,11 +72,6 @@ class MSE(Percentile):
 
     def __init__(self, keep: int = 1 << 13):
         super().__init__(keep=keep)
-        self.lo, self.hi = np.inf, -np.inf
-
-    def update(self, x: np.ndarray) -> None:
-        super().update(x)
-        self.lo, self.hi = min(self.lo, float(x.min())), max(self.hi, float(x.max()))
 
     def range(self) -> tuple[float, float]:
         lo, hi = min(self.lo, 0.0), max(self.hi, 0.0)
@@ -92,7 +93,7 @@ def mse_int8(v: np.ndarray, lo: float, hi: float) -> float:
     return float(np.mean(((q - zp) * scale - v) ** 2))
 
 
-class KSigma:
+class KSigma(MinMax):
     """mean +- K standard deviations, clipped to the observed min/max. The statistics leave out
     exact zeros (a ReLU's output is mostly zeros, which the zero point holds exactly; counting
     them shrinks the mean and sigma and clips the informative values). A ReLU output keeps
@@ -106,13 +107,13 @@ class KSigma:
     K = 8.0
 
     def __init__(self, k: float | None = None):
+        super().__init__()
         self.k = self.K if k is None else k
         self.n, self.s1, self.s2 = 0, 0.0, 0.0
-        self.lo, self.hi = np.inf, -np.inf
 
     def update(self, x: np.ndarray) -> None:
+        super().update(x)
         v = np.asarray(x, np.float64).ravel()
-        self.lo, self.hi = min(self.lo, float(v.min())), max(self.hi, float(v.max()))
         v = v[v != 0]
         self.n += v.size
         self.s1 += float(v.sum())
@@ -173,6 +174,12 @@ def _progress(i: int, n: int, enabled: bool) -> None:
 def calibrate(g: Graph, samples: list[dict], observer: str = "mse",
               progress: bool = True) -> dict[str, tuple[float, float]]:
     """{tensor name: (lo, hi)} for every graph input and every tensor a node computes."""
+    return calibrate_both(g, samples, observer, progress)[0]
+
+
+def calibrate_both(g: Graph, samples: list[dict], observer: str = "mse", progress: bool = True
+                   ) -> tuple[dict[str, tuple[float, float]], dict[str, tuple[float, float]]]:
+    """(calibrate()'s ranges, the min/max ranges) from one pass over the samples."""
     if observer not in OBSERVERS:
         raise UsageError(f"unknown observer {observer!r} (have: {', '.join(OBSERVERS)})")
     check_samples(g, samples)
@@ -190,4 +197,4 @@ def calibrate(g: Graph, samples: list[dict], observer: str = "mse",
             kind = "minmax" if name in g.outputs else observer
             obs.setdefault(name, OBSERVERS[kind]()).update(v)
         _progress(i + 1, len(samples), progress)
-    return {name: o.range() for name, o in obs.items()}
+    return {name: o.range() for name, o in obs.items()}, {name: o.minmax() for name, o in obs.items()}

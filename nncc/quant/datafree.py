@@ -6,13 +6,19 @@ passes/fold_batchnorm.py):
 1. cross-layer equalization (equalize.py; float function unchanged, ReLU6 pairs see there);
 2. activation statistics from the BatchNorm statistics (estimate.py) give every activation's
    range, in place of calibrate.calibrate();
-3. analytic bias correction: quantizing W to W + e (with exactly the int8 weights the rewrite
-   will use, rewrite.weight_params) shifts a layer's expected output by e E[x]; subtracting
-   that from the bias makes the int8 layer unbiased. E[x] is the estimated mean of the layer's
-   input; a layer whose input has none (the graph input) is left uncorrected. A Conv's zero
-   padding holds 0, not E[x]: each kernel tap's share of the correction is weighted by the
-   fraction of output positions where it reads real input (the paper ignores padding; on
-   small late feature maps, 3x3 with pad 1, a corner tap reads padding for 5 of 9 outputs).
+3. analytic bias correction: quantizing W to W + e (with the int8 weights the rewrite will use,
+   rewrite.layer_weights, for the input and output scales the rewrite gives the layer: a dry
+   run of the rewrite on the estimated ranges tells them, double-shift's raised output scales
+   included) shifts a layer's expected output by e E[x]; subtracting that from the bias makes
+   the int8 layer unbiased. Exact but for two choices the rewrite makes from the corrected bias
+   itself: a packed layer whose bias does not fit its int16 has its channel scales' range
+   narrowed (max_k below MAX_K) or is stored unpacked, and unpacked, a channel whose bias would
+   overflow int32 gets coarser weights (Rewriter.fit_bias); the correction assumes neither.
+   E[x] is the estimated mean of the layer's input; a layer whose input has none (the graph
+   input) is left uncorrected. A Conv's zero padding holds 0, not E[x]: each kernel tap's
+   share of the correction is weighted by the fraction of output positions where it reads
+   real input (the paper ignores padding; on small late feature maps, 3x3 with pad 1, a
+   corner tap reads padding for 5 of 9 outputs).
 The graph inputs carry no statistics: their range is declared (`--input-range LO,HI`,
 default DEFAULT_INPUT_RANGE, a common normalisation of network inputs; a note on
 stderr says so). Refused with one clear error: a model without any BatchNorm statistics (the
@@ -35,7 +41,8 @@ from ..passes.fold_batchnorm import BN_STATS
 from .equalize import equalize
 from .estimate import SIGMAS, Estimate, Estimator, channel_values, ranges_of
 from .layers import read_layer, write_layer
-from .rewrite import weight_params
+from .rewrite import Rewriter, layer_weights
+from .rewrite_more import share_concat_ranges
 
 DEFAULT_INPUT_RANGE = (-1.0, 1.0)
 
@@ -94,17 +101,30 @@ def tap_coverage(g: Graph, node) -> np.ndarray:
     return frac
 
 
+def layer_scales(g: Graph, est: dict[str, Estimate], scaling: str, packed: bool,
+                 per_channel: bool = True) -> dict[str, tuple[float, float]]:
+    """{QConv / QGemm name: (input scale, output scale)} of the int8 build of `g` on the
+    estimated ranges (as quantize.py makes it): the rewrite run for its scales alone, which
+    do not depend on the biases."""
+    ranges = share_concat_ranges(g, Ranges(ranges_of(est)))
+    rw = Rewriter(g, ranges, scaling, packed, per_channel)
+    rw.run()
+    return rw.layer_scales
+
+
 def correct_biases(g: Graph, est: dict[str, Estimate], scaling: str, packed: bool,
                    per_channel: bool = True) -> list[str]:
     """Analytic bias correction of every Conv / Gemm whose input has an estimated mean, in
     place; -> the names of the corrected nodes."""
-    done = []
+    done, scales = [], None
     for node in g.nodes():
         x = est.get(node.inputs[0]) if node.op in ("Conv", "Gemm") else None
         layer = read_layer(g, node) if x is not None and x.mean is not None else None
         if layer is None:
             continue
-        wq, s_w, _ = weight_params(layer.w, scaling, packed, per_channel)
+        if scales is None:  # before any bias changes (they change no scale)
+            scales = layer_scales(g, est, scaling, packed, per_channel)
+        wq, s_w, _ = layer_weights(layer.w, scaling, *scales[node.name], packed, per_channel)
         err = wq * s_w.reshape(-1, *[1] * (layer.w.ndim - 1)) - layer.w
         mean = channel_values(x.mean, g.tensors[node.inputs[0]].shape)
         if node.op == "Conv":

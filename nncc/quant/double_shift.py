@@ -12,7 +12,8 @@ Where the scales come from: rounding a multiplier after the fact scales the whol
 channel by up to +-9.1 % (measured on the MNIST nets: -15 to -18 dB of logit SQNR,
 tests/fixtures/quant/RESULTS.md). So, as `shift` does with powers of two, the scales are chosen
 at calibration so that no conv / gemm multiplier is rounded. Activation scales start as
-`fixed`'s (any real). raise_output then raises a conv / gemm output scale by < 1.2x (zero point
+`fixed`'s (any real). raise_output then raises the output scale of every layer with weights
+(QConv, QGemm, QConvTranspose, affine maps: rewrite.Rewriter.requant_consts) by < 1.2x (zero point
 kept, so the range is still covered) until the layer's multiplier, with `fixed`'s weight scale
 for its widest channel, is on the grid. Packed, every channel's scale is the layer's times 2^-k,
 so all are exact (weight_params searches the grid values of the octave above the layer's
@@ -89,6 +90,12 @@ def grid_values(lo: float, hi: float) -> np.ndarray:
     return np.unique(out[(out >= lo) & (out < hi)])
 
 
+def grid_scale(scale: float, to_alpha: float) -> float:
+    """The smallest weight scale >= `scale` whose multiplier scale * to_alpha (to_alpha =
+    s_in / s_out) is on the grid."""
+    return value(*encode(scale * to_alpha, "ceil")) / to_alpha
+
+
 def weight_params(w: np.ndarray, s_in: float, s_out: float, packed: bool, per_channel: bool = True,
                   max_k: int | None = None) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """rewrite.weight_params for double-shift: (int8 weights, scales, k) with every channel's
@@ -101,8 +108,8 @@ def weight_params(w: np.ndarray, s_in: float, s_out: float, packed: bool, per_ch
         factors = grid_values(base, 2.0 * base) / base
         scales, k = packed_scales(flat, maxabs, layer, factors, MAX_K if max_k is None else max_k)
     else:
-        grid = np.array([value(*encode(a, "ceil")) for a in maxabs / 127.0 * to_alpha])
-        scales, k = grid / to_alpha, np.zeros(len(maxabs), np.int64)
+        scales = np.array([grid_scale(m / 127.0, to_alpha) for m in maxabs])
+        k = np.zeros(len(maxabs), np.int64)
     return int8_weights(flat, scales).reshape(w.shape), scales, k.astype(np.int64)
 
 

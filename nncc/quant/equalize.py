@@ -28,7 +28,7 @@ from ..ops import FUSED_ACTIVATION
 from ..passes._util import sole_consumer
 from ..passes.fold_batchnorm import affine_bn_stats
 from .layers import Layer, read_layer, write_layer
-from .rewrite import POOLS, VIEWS
+from .rewrite import POOLS, VIEWS, activation_bounds
 
 HOMOGENEOUS = ("Relu", "LeakyRelu")
 MAX_SWEEPS, TOLERANCE = 200, 1e-6
@@ -53,9 +53,9 @@ def joint(node: Node) -> str | None:
     fused = node.attrs.get(FUSED_ACTIVATION)
     if fused is None or fused["op"] in HOMOGENEOUS:
         return "ok"
-    p = fused["params"] if fused["op"] == "Clip" else {}
-    if fused["op"] == "Clip" and p.get("lo") == 0.0:
-        return "ok" if p.get("hi") is None else "relu6" if p.get("hi") > 0 else None
+    lo, hi = activation_bounds(node) or (None, None)  # a Clip, or not homogeneous
+    if lo == 0.0:
+        return "ok" if hi == np.inf else "relu6" if hi > 0 else None
     return None
 
 

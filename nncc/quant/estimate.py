@@ -32,10 +32,9 @@ from dataclasses import dataclass
 import numpy as np
 
 from ..ir import Graph, Node
-from ..ops import FUSED_ACTIVATION
 from ..passes.fold_batchnorm import BN_STATS
 from .layers import Layer, read_layer
-from .rewrite import POOLS, VIEWS
+from .rewrite import POOLS, VIEWS, activation_bounds
 
 SIGMAS = 6.0  # range = mean +- SIGMAS * std before clipping (tests/quant/test_datafree.py)
 BOUND_SIGMAS = 3.0  # range of a layer without BN statistics: mean +- 3 x its std bound
@@ -64,19 +63,6 @@ def clipped_normal(m, s, a, b) -> tuple[np.ndarray, np.ndarray]:
     mean = (v * _P).sum(-1)
     var = np.maximum((v * v * _P).sum(-1) - mean ** 2, 0.0)
     return mean, np.sqrt(var)
-
-
-def activation_bounds(node: Node) -> tuple[float, float] | None:
-    """[a, b] of the node's fused activation as a clip; None for one that is not a clip."""
-    fused = node.attrs.get(FUSED_ACTIVATION)
-    if fused is None:
-        return -np.inf, np.inf
-    if fused["op"] == "Relu":
-        return 0.0, np.inf
-    if fused["op"] == "Clip":
-        lo, hi = fused["params"].get("lo"), fused["params"].get("hi")
-        return (-np.inf if lo is None else lo), (np.inf if hi is None else hi)
-    return None
 
 
 def per_channel(v: np.ndarray, rank: int) -> np.ndarray:

@@ -55,6 +55,21 @@ def pot_exponent(real: float) -> int:
     return math.ceil(math.log2(real))
 
 
+def round_scale(real: float, scaling: str) -> float:
+    """The scale `scaling` gives a quantity needing `real` per step: with "shift" the power of
+    two at or above it (so every requantization is a shift), else `real` itself (fixed:
+    any real; double-shift puts its grid in the weight and output scales, double_shift.py)."""
+    return 2.0 ** pot_exponent(real) if scaling == "shift" else real
+
+
+def requant_code(real: float, scaling: str) -> tuple[int, int]:
+    """(multiplier, shift) of one requantization by `real`: with "shift" (real a power of two)
+    (0, -log2 real) clamped to the kernels' [-31, 31]; else quantize_multiplier's."""
+    if scaling == "shift":
+        return 0, int(np.clip(np.rint(-np.log2(real)), -31, 31))
+    return quantize_multiplier(real)
+
+
 # -- the integer primitives (mirror of runtime_c/nncc_fixed.h) -------------------------------
 def _i64(x) -> np.ndarray:
     return np.asarray(x).astype(np.int64)

@@ -40,12 +40,7 @@ def qrange(dtype: str) -> tuple[int, int]:
 def sym_params(lo: float, hi: float, scaling: str) -> QuantParams:
     """Symmetric int16 parameters covering [lo, hi] and 0 (zero point 0)."""
     m = max(abs(float(lo)), abs(float(hi)))
-    if m <= 0.0:
-        scale = ZERO_RANGE_SCALE
-    elif scaling == "shift":
-        scale = 2.0 ** fp.pot_exponent(m / 32767.0)
-    else:
-        scale = m / 32767.0
+    scale = fp.round_scale(m / 32767.0, scaling) if m > 0.0 else ZERO_RANGE_SCALE
     return QuantParams((float(np.float32(scale)),), (0,))
 
 

@@ -54,9 +54,9 @@ def read_layer(g: Graph, node: Node) -> Layer | None:
         b = np.asarray(g.const(node.inputs[2]), np.float64) if len(node.inputs) > 2 and \
             node.inputs[2] else np.zeros(w.shape[0])
         return Layer(node, w, b.reshape(-1), int(node.attrs.get("group", 1)), node.outputs[0])
-    from .rewrite import Rewriter
+    from .rewrite import gemm_operands
     try:
-        _, w, bias, last = Rewriter(g, {}).gemm_operands(node)
+        _, w, bias, last = gemm_operands(g, node)
     except UnsupportedOp:
         return None
     return Layer(node, w, np.zeros(w.shape[0]) if bias is None else bias, 1, last.outputs[0])

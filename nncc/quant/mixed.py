@@ -18,10 +18,10 @@ from __future__ import annotations
 
 from ..errors import UnsupportedOp, UsageError
 from ..ir import Graph, Node, TensorInfo
-from ..passes._util import fresh_name, sole_consumer
+from ..passes._util import fresh_name
 from ..report import KEEP_FLOAT
 from .int16 import qrange, sym_params
-from .rewrite import POOLS, VIEWS, Rewriter, clamp_bounds
+from .rewrite import POOLS, VIEWS, Rewriter, clamp_bounds, matmul_bias_add
 
 REQUANTIZING = ("Conv", "Gemm", "MatMul", "Add")
 
@@ -61,8 +61,8 @@ class MixedRewriter(Rewriter):
             for n in int16:
                 node = g.node(n)
                 self.wide |= set(node.outputs)
-                add = sole_consumer(g, node.outputs[0]) if node.op == "MatMul" else None
-                if add is not None and add.op == "Add":  # MatMul + bias Add: one QGemm
+                add = matmul_bias_add(g, node)
+                if add is not None:  # MatMul + bias Add: one QGemm
                     self.wide |= set(add.outputs)
 
     def dtype(self, t: str) -> str:
@@ -124,15 +124,14 @@ def check_names(g: Graph, opts) -> None:
         raise UsageError(f"nodes both --keep-float and --int16: {', '.join(sorted(both))}")
 
 
-def quantize_mixed(g: Graph, samples: list[dict], ranges: dict, opts) -> Graph:
+def quantize_mixed(g: Graph, samples: list[dict], ranges: dict, ranges16: dict, opts) -> Graph:
     """The integer graph of `g` for QuantOptions `opts` asking for int16 or float layers;
-    `ranges` from the observer of opts (min/max for an all-int16 build)."""
+    `ranges` from the observer of opts (min/max for an all-int16 build), `ranges16` the
+    min/max ones of the same calibration (calibrate.calibrate_both) for int16 tensors."""
     keep = resolve_nodes(g, opts.keep_float, "--keep-float")
     if opts.precision == "int16":
         return MixedRewriter(g, ranges, ranges, True, keep, opts.scaling, opts.packed,
                              opts.per_channel).run()
-    from .calibrate import calibrate
-    ranges16 = calibrate(g, samples, "minmax", False)
     wide = resolve_nodes(g, opts.int16, "--int16")
     # NAME also matched NAME/pool of a ConvPool: its conv's output is what gets wider
     wide = {n for n in wide if g.node(n).op not in POOLS + VIEWS or n in opts.int16}

@@ -31,7 +31,7 @@ class QuantOptions:
 
 
 def quantize(g: Graph, opts: QuantOptions) -> Graph:
-    from .calibrate import calibrate
+    from .calibrate import calibrate_both
     from .rewrite import quantize_graph
     from .rewrite_more import share_concat_ranges
     if opts.precision not in ("int8", "int16"):
@@ -55,6 +55,7 @@ def quantize(g: Graph, opts: QuantOptions) -> Graph:
         except UsageError as e:
             raise UsageError(f"calibration data: {e}") from None
     g = float_source(g)
+    minmax = None
     if opts.datafree is not None:
         if opts.mixed:
             raise UsageError("data-free quantization makes a plain int8 build (no int16 or float layers)")
@@ -65,13 +66,13 @@ def quantize(g: Graph, opts: QuantOptions) -> Graph:
         if opts.mixed:
             from .mixed import check_names
             check_names(g, opts)
-        # int16 tensors take min/max ranges (quant/mixed.py)
-        ranges = calibrate(g, samples, "minmax" if opts.precision == "int16" else opts.observer,
-                           opts.progress)
+        # int16 tensors take min/max ranges (quant/mixed.py), from the same pass
+        ranges, minmax = calibrate_both(g, samples, "minmax" if opts.precision == "int16"
+                                        else opts.observer, opts.progress)
     ranges = share_concat_ranges(g, ranges)
     if opts.mixed:
         from .mixed import quantize_mixed
-        q = quantize_mixed(g, samples, ranges, opts)
+        q = quantize_mixed(g, samples, ranges, minmax, opts)
     else:
         q = quantize_graph(g, ranges, opts.scaling, opts.packed, opts.per_channel)
     if opts.fuse_add:

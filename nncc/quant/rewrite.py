@@ -59,12 +59,7 @@ def act_params(lo: float, hi: float, scaling: str) -> QuantParams:
     """Per-tensor asymmetric int8 parameters covering [lo, hi] and 0."""
     rmin, rmax = min(float(lo), 0.0), max(float(hi), 0.0)
     span = rmax - rmin
-    if span <= 0.0:
-        scale = ZERO_RANGE_SCALE
-    elif scaling == "shift":
-        scale = 2.0 ** fp.pot_exponent(span / (QMAX - QMIN))
-    else:
-        scale = span / (QMAX - QMIN)
+    scale = fp.round_scale(span / (QMAX - QMIN), scaling) if span > 0.0 else ZERO_RANGE_SCALE
     zp = int(np.clip(round_away(QMIN - rmin / scale), QMIN, QMAX))
     return QuantParams((float(np.float32(scale)),), (zp,))
 
@@ -87,6 +82,17 @@ def weight_params(w: np.ndarray, scaling: str, packed: bool = False, per_channel
     else:
         k, scales = np.zeros(len(maxabs), np.int64), maxabs / 127.0
     return int8_weights(flat, scales).reshape(w.shape), scales, k.astype(np.int64)
+
+
+def layer_weights(w: np.ndarray, scaling: str, s_in: float, s_out: float, packed: bool,
+                  per_channel: bool = True, max_k: int = MAX_K
+                  ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """(int8 weights, float64 scales, k) of a QConv / QGemm reading scale s_in and writing
+    s_out: weight_params, or for double-shift its grid-exact form (double_shift.weight_params,
+    which needs s_in / s_out). What the rewrite stores and bias correction (datafree.py) uses."""
+    if scaling == "double-shift":
+        return double_shift.weight_params(w, s_in, s_out, packed, per_channel, max_k)
+    return weight_params(w, scaling, packed, per_channel, max_k)
 
 
 def int8_weights(flat: np.ndarray, scales: np.ndarray) -> np.ndarray:
@@ -120,23 +126,83 @@ def packed_scales(flat: np.ndarray, maxabs: np.ndarray, layer: float, factors=No
     return best[1], best[2]
 
 
+def activation_bounds(node: Node) -> tuple[float, float] | None:
+    """[a, b] of the node's fused activation as a clip (-inf / inf where it has no bound; no
+    activation: both); None for one that is not a clip (Relu and Clip are)."""
+    fused = node.attrs.get(FUSED_ACTIVATION)
+    if fused is None:
+        return -np.inf, np.inf
+    if fused["op"] == "Relu":
+        return 0.0, np.inf
+    if fused["op"] == "Clip":
+        lo, hi = fused["params"].get("lo"), fused["params"].get("hi")
+        return (-np.inf if lo is None else lo), (np.inf if hi is None else hi)
+    return None
+
+
 def clamp_bounds(node: Node, qp: QuantParams, qmin: int = QMIN, qmax: int = QMAX
                  ) -> tuple[int, int]:
     """The fused activation of `node` as an integer clamp in the output's quantized domain
     (whose type's range is [qmin, qmax]: int8 unless given)."""
-    fused = node.attrs.get(FUSED_ACTIVATION)
-    if fused is None:
-        return qmin, qmax
-    if fused["op"] == "Relu":
-        lo_r, hi_r = 0.0, None
-    elif fused["op"] == "Clip":
-        lo_r, hi_r = fused["params"].get("lo"), fused["params"].get("hi")
-    else:
-        raise UnsupportedOp(f"{node.op} (node {node.name!r}): fused {fused['op']} has no int8 form yet")
+    bounds = activation_bounds(node)
+    if bounds is None:
+        fused = node.attrs[FUSED_ACTIVATION]["op"]
+        raise UnsupportedOp(f"{node.op} (node {node.name!r}): fused {fused} has no int8 form yet")
     s, z = qp.scale[0], qp.zero_point[0]
-    lo = qmin if lo_r is None else int(np.clip(z + round_away(lo_r / s), qmin, qmax))
-    hi = qmax if hi_r is None else int(np.clip(z + round_away(hi_r / s), qmin, qmax))
+    lo, hi = (int(np.clip(z + round_away(r / s), qmin, qmax)) if np.isfinite(r) else q
+              for r, q in zip(bounds, (qmin, qmax)))
     return lo, max(lo, hi)
+
+
+def matmul_bias_add(g: Graph, node: Node) -> Node | None:
+    """The Add that a MatMul by constant weights takes as its bias -- the sole consumer of its
+    output, adding a constant of one value per output column without broadcasting the result
+    any wider -- or None. The int8 rewrite makes the pair one QGemm (so int16, data-free and
+    bias correction see them as one layer)."""
+    if node.op != "MatMul" or len(node.inputs) != 2 or not g.is_const(node.inputs[1]):
+        return None
+    y = node.outputs[0]
+    add = sole_consumer(g, y)
+    if add is None or add.op != "Add":
+        return None
+    other = [t for t in add.inputs if t != y]
+    n = g.tensors[node.inputs[1]].shape[-1]
+    if len(other) == 1 and g.is_const(other[0]) and g.const(other[0]).size == n \
+            and g.tensors[add.outputs[0]].shape == g.tensors[y].shape:
+        return add
+    return None
+
+
+def gemm_operands(g: Graph, node: Node):
+    """-> (a, W as float N x K, bias (N,) or None, node whose output and activation the
+    QGemm takes) for Gemm, or MatMul (+ the Add of its constant bias, matmul_bias_add)."""
+    a, bname = node.inputs[0], node.inputs[1]
+    if not g.is_const(bname) or g.is_const(a) or len(g.tensors[a].shape) != 2:
+        raise UnsupportedOp(f"{node.op} (node {node.name!r}): int8 needs a 2-D activation "
+                            "times constant weights")
+    B = np.asarray(g.const(bname), np.float64)
+    if node.op == "MatMul":
+        w = B.T
+        add = matmul_bias_add(g, node)
+        if add is None:
+            return a, w, None, node
+        bias = next(t for t in add.inputs if t != node.outputs[0])
+        return a, w, np.asarray(g.const(bias), np.float64).reshape(w.shape[0]), add
+    op = make_op(node)
+    if op.trans_a:
+        raise UnsupportedOp(f"Gemm (node {node.name!r}): transA=1 in int8")
+    w = op.alpha * (B if op.trans_b else B.T)
+    c = node.inputs[2] if len(node.inputs) > 2 else ""
+    bias = None
+    if c and op.beta != 0.0:
+        if not g.is_const(c):
+            raise UnsupportedOp(f"Gemm (node {node.name!r}): C computed at run time")
+        m = g.tensors[a].shape[0]
+        cv = np.broadcast_to(np.asarray(g.const(c), np.float64), (m, w.shape[0]))
+        if np.any(cv != cv[:1]):
+            raise UnsupportedOp(f"Gemm (node {node.name!r}): C varies along M")
+        bias = op.beta * cv[0]
+    return a, w, bias, node
 
 
 class Rewriter:
@@ -149,6 +215,8 @@ class Rewriter:
         self.g = Graph(g.name)
         self.absorbed: set[str] = set()
         self.refused: list[str] = []
+        # QConv / QGemm name -> (input scale, output scale) its weights were chosen for
+        self.layer_scales: dict[str, tuple[float, float]] = {}
 
     # -- tensors ------------------------------------------------------------------------------
     def qp(self, t: str) -> QuantParams:
@@ -262,33 +330,31 @@ class Rewriter:
             return wq, s_w
         s_w, wq = s_w.copy(), wq.copy()
         for c in low:
-            if self.scaling == "shift":
-                s_w[c] = 2.0 ** np.ceil(np.log2(need[c]))
-            elif self.scaling == "double-shift":
-                to_alpha = s_in / s_out
-                s_w[c] = double_shift.value(*double_shift.encode(need[c] * to_alpha, "ceil")) / to_alpha
-            else:
-                s_w[c] = need[c]
+            s_w[c] = (double_shift.grid_scale(need[c], s_in / s_out) if self.scaling == "double-shift"
+                      else fp.round_scale(need[c], self.scaling))
             wq[c] = int8_weights(np.asarray(w[c], np.float64).reshape(1, -1), s_w[c:c + 1]
                                  ).reshape(wq[c].shape)
         return wq, s_w
 
-    def requant_consts(self, name: str, w_name: str, x: str, w: np.ndarray, s_out: float,
-                       bias: np.ndarray | None) -> tuple[str, list[str], dict]:
-        """(int8 weights, [bias / requantization constants], extra attributes) of a QConv / QGemm.
-        Packed unless its bias would be off by more than MAX_BIAS_ERROR output steps even with
-        the channel scales' range narrowed to 2^0 (then the per-channel constants are stored)."""
+    def requant_consts(self, name: str, w_name: str, x: str, w: np.ndarray, qp_out: QuantParams,
+                       bias: np.ndarray | None) -> tuple[str, list[str], dict, QuantParams]:
+        """(int8 weights, [bias / requantization constants], extra attributes, output
+        parameters) of a QConv / QGemm (QConvTranspose too) writing `qp_out`, which double-shift
+        raises (double_shift.raise_output). Packed unless its bias would be off by more than
+        MAX_BIAS_ERROR output steps even with the channel scales' range narrowed to 2^0 (then
+        the per-channel constants are stored)."""
         wide = self.g.tensors[x].dtype == "int16"  # int16 input: never packed (ops/quantized.py)
-        s_in = self.qp(x).scale[0]
+        if self.scaling == "double-shift":
+            qp_out = double_shift.raise_output(qp_out, w, self.qp(x), self.packed, self.per_channel)
+        s_in, s_out = self.qp(x).scale[0], qp_out.scale[0]
+        self.layer_scales[name] = (s_in, s_out)
 
         def weights(packed: bool, max_k: int = MAX_K):
-            if self.scaling == "double-shift":
-                return double_shift.weight_params(w, s_in, s_out, packed, self.per_channel, max_k)
-            return weight_params(w, self.scaling, packed, self.per_channel, max_k)
+            return layer_weights(w, self.scaling, s_in, s_out, packed, self.per_channel, max_k)
         if wide:  # unpacked int64 bias: the int8 build's weight scales keep all their range
             wq, s_w, _ = weights(self.packed)
             return (self.const(f"{w_name}_q", wq, "int8"),
-                    self.requant_inputs(name, s_in, s_w, s_out, bias, wide), {})
+                    self.requant_inputs(name, s_in, s_w, s_out, bias, wide), {}, qp_out)
         for max_k in range(MAX_K, -1, -1) if self.packed else ():
             wq, s_w, k = weights(True, max_k)
             packed, attrs, err = self.packed_values(s_in, s_w, k, s_out, bias)
@@ -301,10 +367,10 @@ class Rewriter:
             packed = None
         wname = self.const(f"{w_name}_q", wq, "int8")
         if packed is None:
-            return wname, self.requant_inputs(name, s_in, s_w, s_out, bias), {}
+            return wname, self.requant_inputs(name, s_in, s_w, s_out, bias), {}, qp_out
         if bias is None and attrs["pack_bits"] == 0:
-            return wname, [""], attrs
-        return wname, [self.const(f"{name}_bias_k", packed, "int16")], attrs
+            return wname, [""], attrs, qp_out
+        return wname, [self.const(f"{name}_bias_k", packed, "int16")], attrs, qp_out
 
     def quant_attrs(self, node: Node, x: str, qp_out: QuantParams) -> dict:
         lo, hi = clamp_bounds(node, qp_out)
@@ -320,62 +386,22 @@ class Rewriter:
             raise UnsupportedOp(f"Conv (node {node.name!r}): weights computed at run time")
         self.need_int8(node, x)
         out = node.outputs[0]
-        qp_out = self.act(out)
-        if self.scaling == "double-shift":
-            qp_out = double_shift.raise_output(qp_out, self.src.const(w), self.qp(x), self.packed,
-                                               self.per_channel)
-        wname, extra, pack = self.requant_consts(node.name, w, x, self.src.const(w), qp_out.scale[0],
-                                                 self.src.const(b) if b else None)
+        wname, extra, pack, qp_out = self.requant_consts(node.name, w, x, self.src.const(w),
+                                                         self.act(out),
+                                                         self.src.const(b) if b else None)
         attrs = {k: v for k, v in node.attrs.items() if k != FUSED_ACTIVATION}
         attrs.update(self.quant_attrs(node, x, qp_out), **pack)
         inputs = [x, wname, *extra]
         self.emit(Node(node.name, "QConv", inputs, [out], attrs, node.opset), qp_out)
 
-    def gemm_operands(self, node: Node):
-        """-> (a, W as float N x K, bias (N,) or None, node whose output and activation the
-        QGemm takes) for Gemm, or MatMul (+ a sole Add of a constant bias)."""
-        src = self.src
-        a, bname = node.inputs[0], node.inputs[1]
-        if not src.is_const(bname) or src.is_const(a) or len(src.tensors[a].shape) != 2:
-            raise UnsupportedOp(f"{node.op} (node {node.name!r}): int8 needs a 2-D activation "
-                                "times constant weights")
-        B = np.asarray(src.const(bname), np.float64)
-        if node.op == "MatMul":
-            w, bias, last = B.T, None, node
-            add = sole_consumer(src, node.outputs[0])
-            if add is not None and add.op == "Add":
-                other = [t for t in add.inputs if t != node.outputs[0]]
-                n = w.shape[0]
-                if len(other) == 1 and src.is_const(other[0]) and src.const(other[0]).size == n \
-                        and src.tensors[add.outputs[0]].shape == src.tensors[node.outputs[0]].shape:
-                    bias, last = np.asarray(src.const(other[0]), np.float64).reshape(n), add
-                    self.absorbed.add(add.name)
-            return a, w, bias, last
-        op = make_op(node)
-        if op.trans_a:
-            raise UnsupportedOp(f"Gemm (node {node.name!r}): transA=1 in int8")
-        w = op.alpha * (B if op.trans_b else B.T)
-        c = node.inputs[2] if len(node.inputs) > 2 else ""
-        bias = None
-        if c and op.beta != 0.0:
-            if not src.is_const(c):
-                raise UnsupportedOp(f"Gemm (node {node.name!r}): C computed at run time")
-            m = src.tensors[a].shape[0]
-            cv = np.broadcast_to(np.asarray(src.const(c), np.float64), (m, w.shape[0]))
-            if np.any(cv != cv[:1]):
-                raise UnsupportedOp(f"Gemm (node {node.name!r}): C varies along M")
-            bias = op.beta * cv[0]
-        return a, w, bias, node
-
     def gemm(self, node: Node) -> None:
-        a, w, bias, last = self.gemm_operands(node)
+        a, w, bias, last = gemm_operands(self.src, node)
+        if last is not node:
+            self.absorbed.add(last.name)
         self.need_int8(node, a)
         out = last.outputs[0]
-        qp_out = self.act(out)
-        if self.scaling == "double-shift":
-            qp_out = double_shift.raise_output(qp_out, w, self.qp(a), self.packed, self.per_channel)
-        wname, extra, pack = self.requant_consts(node.name, node.inputs[1], a, w, qp_out.scale[0],
-                                                 bias)
+        wname, extra, pack, qp_out = self.requant_consts(node.name, node.inputs[1], a, w,
+                                                         self.act(out), bias)
         attrs = {**self.quant_attrs(last, a, qp_out), **pack}
         self.emit(Node(node.name, "QGemm", [a, wname, *extra], [out], attrs), qp_out)
 

@@ -17,11 +17,14 @@ to [-1, 1) (2^-7, 0), as TFLite's; every other activation takes its calibrated o
 """
 from __future__ import annotations
 
+import copy
+
 import numpy as np
 
 from ..errors import UnsupportedOp
 from ..ir import Graph, Node, QuantParams, TensorInfo, verify
 from ..ops import FUSED_ACTIVATION, make_op
+from ..ops.conv_transpose import output_major
 from ..passes._util import fresh_name
 from ..passes.fold_batchnorm import bn_affine
 from ..passes.fuse_activation import activation_params
@@ -69,8 +72,8 @@ def unfuse_table_activations(g: Graph) -> Graph:
 
 def share_concat_ranges(g: Graph, ranges: dict) -> dict:
     """`ranges` with Concat inputs given their Concat's output range where that is free (module
-    docstring). Returns a new dict."""
-    ranges = dict(ranges)
+    docstring). Returns a new dict of the same type (datafree.Ranges keeps refusing by name)."""
+    ranges = copy.copy(ranges)
     done: set[str] = set()
     for n in g.nodes_of("Concat"):
         lo, hi = ranges[n.outputs[0]]
@@ -97,7 +100,7 @@ def int8_operand(rw: Rewriter, node: Node, t: str) -> str:
         return t
     v = np.asarray(rw.src.const(t), np.float64)
     m = float(np.abs(v).max()) or 1.0
-    s = 2.0 ** fp.pot_exponent(m / QMAX) if rw.scaling == "shift" else m / QMAX
+    s = fp.round_scale(m / QMAX, rw.scaling)
     name = rw.const(f"{t}_q", np.clip(round_away(v / s), -QMAX, QMAX), "int8")
     rw.g.tensors[name].quant = QuantParams((float(np.float32(s)),), (0,))
     return name
@@ -112,14 +115,10 @@ def conv_transpose(rw: Rewriter, node: Node) -> None:
     rw.need_int8(node, x)
     attrs = dict(node.attrs)
     group = int(attrs.get("group", 1))
-    wf = np.asarray(src.const(w), np.float64)  # C x M/group x k -> M x C/group x k
-    c, mg = wf.shape[:2]
-    wm = np.swapaxes(wf.reshape(group, c // group, mg, *wf.shape[2:]), 1, 2)
-    wm = wm.reshape(group * mg, c // group, *wf.shape[2:])
+    wm = output_major(np.asarray(src.const(w), np.float64), group)  # QConvTranspose's layout
     out = node.outputs[0]
-    qp_out = rw.act(out)
-    wname, extra, pack = rw.requant_consts(node.name, w, x, wm, qp_out.scale[0],
-                                           src.const(b) if b else None)
+    wname, extra, pack, qp_out = rw.requant_consts(node.name, w, x, wm, rw.act(out),
+                                                   src.const(b) if b else None)
     q = rw.quant_attrs(node, x, qp_out)
     attrs = {k: v for k, v in attrs.items() if k != FUSED_ACTIVATION}
     attrs.update(q, **pack)
@@ -141,10 +140,7 @@ def concat(rw: Rewriter, node: Node) -> None:
         sx, zx = rw.qp(t).scale[0], rw.qp(t).zero_point[0]
         zps.append(zx)
         copy.append(sx == sy and zx == zy)
-        if rw.scaling == "shift":
-            m, s = 0, int(np.clip(np.rint(np.log2(sy) - np.log2(sx)), -31, 31))
-        else:
-            m, s = fp.quantize_multiplier(sx / sy)
+        m, s = fp.requant_code(sx / sy, rw.scaling)
         mults.append(int(m))
         shifts.append(int(s))
     # double-shift builds raise each conv's output scale on its own, so Concat inputs rarely
@@ -188,10 +184,7 @@ def mul(rw: Rewriter, node: Node) -> None:
     out = node.outputs[0]
     qp_out = rw.act(out)
     sa, sb, so = rw.qp(a).scale[0], rw.qp(b).scale[0], qp_out.scale[0]
-    if rw.scaling == "shift":
-        m, s = 0, int(np.clip(np.rint(np.log2(so) - np.log2(sa) - np.log2(sb)), -31, 31))
-    else:
-        m, s = fp.quantize_multiplier(sa * sb / so)
+    m, s = fp.requant_code(sa * sb / so, rw.scaling)
     attrs = rw.quant_attrs(node, a, qp_out)
     attrs.update(a_zero_point=rw.qp(a).zero_point[0], b_zero_point=rw.qp(b).zero_point[0],
                  y_mult=int(m), y_shift=int(s))
@@ -222,9 +215,8 @@ def affine(rw: Rewriter, node: Node, x: str, s, t) -> None:
     w = np.broadcast_to(np.asarray(s, np.float64), (c,)).reshape(c, 1, *([1] * nd))
     t = np.broadcast_to(np.asarray(t, np.float64), (c,))
     out = node.outputs[0]
-    qp_out = rw.act(out)
-    wname, extra, pack = rw.requant_consts(node.name, f"{node.name}_scale", x, w, qp_out.scale[0],
-                                           t if np.any(t) else None)
+    wname, extra, pack, qp_out = rw.requant_consts(node.name, f"{node.name}_scale", x, w,
+                                                   rw.act(out), t if np.any(t) else None)
     attrs = {"group": c, "kernel_shape": [1] * nd, **rw.quant_attrs(node, x, qp_out), **pack}
     rw.emit(Node(node.name, "QConv", [x, wname, *extra], [out], attrs), qp_out)
 

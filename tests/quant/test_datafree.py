@@ -19,12 +19,13 @@ from nncc.npzio import split_samples
 from nncc.ops import FUSED_ACTIVATION
 from nncc.passes.fold_batchnorm import BN_STATS
 from nncc.passes.fuse_residual_add import unfuse_residual_add
-from nncc.quant.datafree import DataFreeOptions, correct_biases, parse_input_ranges, tap_coverage
+from nncc.quant import double_shift as ds
+from nncc.quant.datafree import DataFreeOptions, Ranges, correct_biases, parse_input_ranges, tap_coverage
 from nncc.quant.equalize import equalize
-from nncc.quant.estimate import clipped_normal, estimate
+from nncc.quant.estimate import channel_values, clipped_normal, estimate, ranges_of
 from nncc.quant.layers import read_layer, write_layer
 from nncc.quant.quantize import QuantOptions, quantize
-from nncc.quant.rewrite import unfuse_conv_pool, weight_params
+from nncc.quant.rewrite import quantize_graph, unfuse_conv_pool, weight_params
 from nncc.reference import run_reference
 from nncc.table import format_table
 from tests.quant.qutil import check_exact, compile_graph, sqnr_db
@@ -226,6 +227,40 @@ def test_bias_correction_removes_expected_error(tmp_path, act, pads):
     bias0, bias1 = (np.abs(np.mean(e, axis=(0, 1, 3, 4))) for e in (err0, err1))  # per channel
     assert bias0.max() > 5e-3, bias0  # there is an error to correct
     assert bias1.max() < 0.05 * bias0.max(), (bias0, bias1)  # measured: < 0.006x
+
+
+@pytest.mark.parametrize("packed", [False, True])
+def test_bias_correction_uses_the_build_weights(tmp_path, packed):
+    """The correction is e E[x] for exactly the int8 weights and scales the build stores: under
+    double-shift they depend on the layer's input and output scales (both raised by the
+    double-shift rewrite), read back here from the QConv's weights and requantization codes."""
+    g, _ = bn_graph(tmp_path, "Relu", pads=1)
+    est = estimate(g, {"x": (-4.0, 4.0)})
+    conv = layer_nodes(g)[1]
+    corrected = g.copy()
+    assert correct_biases(corrected, est, "double-shift", packed) == [conv.name]
+    q = quantize_graph(g, Ranges(ranges_of(est)), "double-shift", packed)
+    qc = q.node(conv.name)
+    wq = np.asarray(q.const(qc.inputs[1]), np.float64)
+    to_w = q.tensors[qc.outputs[0]].quant.scale[0] / q.tensors[qc.inputs[0]].quant.scale[0]
+    if packed:  # the layer's code in attributes, channel c's multiplier 2^-k[c] of it
+        k = np.asarray(q.const(qc.inputs[2]), np.int64) & ((1 << qc.attrs["pack_bits"]) - 1)
+        alpha = ds.value(qc.attrs["shift_base"], qc.attrs["multiplier"]) * 2.0 ** -k
+    else:  # [x, W, bias, e, n]
+        alpha = np.array([ds.value(n, e) for n, e in zip(q.const(qc.inputs[4]), q.const(qc.inputs[3]))])
+    s_w = (alpha * to_w).reshape(-1, 1, 1, 1)
+    layer = read_layer(g, conv)
+    mean = channel_values(est[conv.inputs[0]].mean, g.tensors[conv.inputs[0]].shape)
+
+    def corrected_bias(w_int8):
+        return layer.b - layer.per_output(mean, (w_int8 - layer.w) * tap_coverage(g, conv))
+    want = corrected_bias(wq * s_w)
+    np.testing.assert_allclose(read_layer(corrected, corrected.node(conv.name)).b, want,
+                               rtol=1e-6, atol=1e-7)  # the bias is stored in float32
+    if not packed:  # (packed, the grid search may pick fixed's own scales: raise_output)
+        fq, fs, _ = weight_params(layer.w, "fixed", False)  # what the correction used to take
+        old = corrected_bias(fq * fs.reshape(-1, 1, 1, 1))
+        assert np.abs(old - want).max() > 1e-3  # measured: 1.5e-2
 
 
 def test_tap_coverage(tmp_path):

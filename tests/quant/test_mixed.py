@@ -177,3 +177,15 @@ def test_cli_mixed(tmp_path):
                  str(tmp_path / "calib.npz"), "--int16", "c2", "--keep-float", "fc"]) == 0
     rep = json.loads((tmp_path / "q" / "report.json").read_text())
     assert rep["precision"] == "mixed" and layer(rep, "c2")["bits"] == 16
+
+
+def test_int16_matmul_takes_only_its_bias_add(tmp_path):
+    """--int16 on a MatMul widens the Add after it only when that Add is its constant bias (one
+    QGemm, rewrite.matmul_bias_add); an Add of two computed tensors is a QAdd of its own."""
+    nodes = [helper.make_node("MatMul", ["x", "W"], ["m"], name="mm"),
+             helper.make_node("MatMul", ["x", "W2"], ["n"], name="mm2"),
+             helper.make_node("Add", ["m", "n"], ["y"], name="add")]
+    g = float_graph(save(make_model(nodes, [("x", [1, 8])], [("y", None)],
+                                    {"W": w(8, 4), "W2": w(8, 4)}), tmp_path))
+    assert [n.op for n in g.nodes()] == ["MatMul", "MatMul", "Add"]
+    assert MixedRewriter(g, {}, {}, {"mm"}).wide == {"m"}

@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 
 from nncc.npzio import load_npz
-from nncc.quant.calibrate import OBSERVERS, KSigma, calibrate
+from nncc.quant.calibrate import OBSERVERS, KSigma, calibrate, calibrate_both
 from nncc.quant.calibrate_kl import kl_range
 from nncc.quant.rewrite import act_params, unfuse_conv_pool
 from tests.quant.qutil import build, check_exact, float_graph, samples
@@ -106,3 +106,14 @@ def test_observer_in_a_build(tmp_path, kind):
     got = calibrate(float_graph(p), calib, kind, progress=False)
     assert all(mm[t][0] - 1e-6 <= got[t][0] <= got[t][1] <= mm[t][1] + 1e-6 for t in mm)
     check_exact(build(p, tmp_path / "q", calib, observer=kind), calib[:3] + samples([1, 3, 8, 8], 2, seed=9))
+
+
+@pytest.mark.parametrize("kind", sorted(OBSERVERS))
+def test_one_pass_gives_both_ranges(tmp_path, kind):
+    """calibrate_both (a mixed build's single pass): the observer's ranges and the min/max
+    ones, each exactly what a pass of its own gives."""
+    p = model(tmp_path, "conv_relu_maxpool")
+    calib = samples([1, 3, 8, 8], 4)
+    got, minmax = calibrate_both(float_graph(p), calib, kind, progress=False)
+    assert got == calibrate(float_graph(p), calib, kind, progress=False)
+    assert minmax == calibrate(float_graph(p), calib, "minmax", progress=False)

@@ -9,8 +9,11 @@ import pytest
 from onnx import helper
 
 from nncc.compiler import analyze, load
-from nncc.quant.quantize import QuantOptions, quantize
-from tests.quant.qutil import accuracy, build, check_exact, samples
+from nncc.quant import double_shift as ds
+from nncc.quant.calibrate import calibrate
+from nncc.quant.quantize import QuantOptions, float_source, quantize
+from nncc.quant.rewrite import act_params
+from tests.quant.qutil import accuracy, build, check_exact, float_graph, samples
 from tests.util import make_model, save
 
 RNG = np.random.default_rng(5)
@@ -158,3 +161,22 @@ def test_tconv_unpacked_form(tmp_path, scaling):
     assert n.op == "QConvTranspose" and "pack_bits" not in n.attrs and len(n.inputs) == 5
     outs = check_exact(res, calib)
     assert accuracy(model(tmp_path, "tconv_clip"), res, calib, outs)["sqnr_db"] > 35
+
+
+@pytest.mark.parametrize("name", ["tconv_s2_outpad_relu", "tconv_clip", "affine_bn_add_relu"])
+def test_double_shift_layers(tmp_path, name):
+    """--scaling double-shift: QConvTranspose and the per-channel affine QConvs raise their
+    output scale (by < GAP) as every QConv / QGemm does, so their layer multiplier is on the
+    grid with `fixed`'s weight scales (double_shift.raise_output); C == reference."""
+    path = model(tmp_path, name)
+    shape = MODELS[name][1]
+    calib = samples(shape, 8)
+    res = build(path, tmp_path / "q", calib, "double-shift", observer="minmax", fuse_add=False)
+    check_exact(res, calib[:3] + samples(shape, 3, seed=2))
+    ranges = calibrate(float_source(float_graph(path)), calib, "minmax", False)
+    layers = [n for n in res.graph.nodes() if n.op in ("QConv", "QConvTranspose")]
+    assert layers
+    for n in layers:
+        out = n.outputs[0]
+        raised = res.graph.tensors[out].quant.scale[0] / act_params(*ranges[out], "fixed").scale[0]
+        assert 1 + 1e-6 < raised < ds.GAP, (n.name, raised)

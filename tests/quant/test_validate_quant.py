@@ -115,13 +115,13 @@ def test_tiny_range_layer_fails(residual, capsys, monkeypatch):
     assert cli(tmp, path, "--inputs", str(tmp / "in.npz")) == 0
     good = capsys.readouterr().out
     assert "int8 vs float: PASS (output SQNR >= 20 dB, top-1 drop <= 1 points)" in good
-    calibrate = calibrate_mod.calibrate
+    calibrate_both = calibrate_mod.calibrate_both  # what the quantize stage calls
 
     def squeezed(g, samples, *args, **kw):  # conv "a" calibrated to 1/100 of its range
-        ranges = calibrate(g, samples, *args, **kw)
+        ranges, minmax = calibrate_both(g, samples, *args, **kw)
         ranges["a"] = tuple(v / 100 for v in ranges["a"])
-        return ranges
-    monkeypatch.setattr(calibrate_mod, "calibrate", squeezed)
+        return ranges, minmax
+    monkeypatch.setattr(calibrate_mod, "calibrate_both", squeezed)
     assert cli(tmp, path, "--inputs", str(tmp / "in.npz")) == 1
     bad = capsys.readouterr().out
     before, after = table_sqnr(good), table_sqnr(bad)
