@@ -28,16 +28,10 @@ static inline int32_t nncc_sat_i64(int64_t v)
  * result does not fit). */
 static inline int32_t nncc_srdhm_nosat(int32_t a, int32_t b)
 {
-#if defined(__ARM_ARCH_6M__) /* no 32x32->64 multiply: here gcc's code for this form is faster */
-    const int64_t ab = (int64_t)a * (int64_t)b;
-    const int64_t nudge = ab >= 0 ? ((int64_t)1 << 30) : (1 - ((int64_t)1 << 30));
-    return (int32_t)((ab + nudge) / ((int64_t)1 << 31)); /* C division truncates toward 0 */
-#else
-    /* the same value: (ab + nudge) / 2^31, truncating, is floor((ab + 2^30) / 2^31) for both
-       nudges (nudge 2^30 for ab >= 0; for ab < 0, truncating (ab + 1 - 2^30) / 2^31 toward 0
-       is flooring (ab + 2^30) / 2^31): one multiply-accumulate and a shift */
+    /* TFLite's (ab + nudge) / 2^31, truncating, with nudge 2^30 for ab >= 0 and 1 - 2^30 for
+       ab < 0, is floor((ab + 2^30) / 2^31) in both cases: one multiply-accumulate and a shift
+       (also on ARMv6-M, where this form runs faster than the division) */
     return (int32_t)(((int64_t)a * (int64_t)b + ((int64_t)1 << 30)) >> 31);
-#endif
 }
 
 /* The same with INT32_MIN * INT32_MIN saturated to INT32_MAX: TFLite
