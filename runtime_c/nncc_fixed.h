@@ -134,12 +134,19 @@ static inline int32_t nncc_mul_r1(int32_t acc, int32_t m, int right)
 /* nncc_srdhm() and nncc_mul_r1() for |acc| < 2^30 and 0 <= m: floor((acc m + 2^30) / 2^31) is
  * floor((2 acc m + 2^31) / 2^32), the rounded high word of 2 acc * m: one instruction (SMMULR)
  * on cores with the DSP extension. */
+#if defined(__ARM_FEATURE_DSP)
+static inline int32_t nncc_smmulr(int32_t a, int32_t m)
+{
+    int32_t x;
+    __asm__("smmulr %0, %1, %2" : "=r"(x) : "r"(a), "r"(m));
+    return x;
+}
+#endif
+
 static inline int32_t nncc_srdhm_30(int32_t acc, int32_t m)
 {
 #if defined(__ARM_FEATURE_DSP)
-    int32_t x;
-    __asm__("smmulr %0, %1, %2" : "=r"(x) : "r"(acc * 2), "r"(m));
-    return x;
+    return nncc_smmulr(acc * 2, m);
 #else
     return nncc_srdhm_nosat(acc, m);
 #endif
@@ -307,6 +314,15 @@ static inline uint32_t nncc_sxtab16_ror8(uint32_t a, uint32_t v)
     uint32_t r;
     __asm__("sxtab16 %0, %1, %2, ror #8" : "=r"(r) : "r"(a), "r"(v));
     return r;
+}
+
+/* nncc_requantize_r8h() of the full int8 range for |acc| < 2^30, 0 <= m, 1 <= right <= 22, from
+ * a2 = 2 acc and rz = 2^(right - 1) + zp 2^right: the zero point joins the rounding term
+ * (a multiple of 2^right shifts out exactly; |x| <= 2^30 and |rz| < 2^30 cannot overflow). */
+static inline int32_t nncc_q8_30(int32_t a2, int32_t m, int32_t rz, int right)
+{
+    const int32_t x = nncc_smmulr(a2, m);
+    return __ssat((x + (x >> 31) + rz) >> right, 8);
 }
 #endif
 

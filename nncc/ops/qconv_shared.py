@@ -36,7 +36,7 @@ FIELDS = {"multiplier": "int32_t", "C": "int16_t", "M": "int16_t", "group": "int
           "ph": "int8_t", "pw": "int8_t", "kh": "int8_t", "kw": "int8_t", "sh": "int8_t",
           "sw": "int8_t", "dh": "int8_t", "dw": "int8_t", "x_zp": "int8_t", "y_zp": "int8_t",
           "act_min": "int8_t", "act_max": "int8_t", "shift_base": "int8_t", "pack_bits": "int8_t",
-          "bias_shift": "int8_t", "acc30": "int8_t"}
+          "bias_shift": "int8_t", "acc30": "int8_t", "q8": "int8_t"}
 RANGES = {"int32_t": (-2 ** 31, 2 ** 31 - 1), "int16_t": (-2 ** 15, 2 ** 15 - 1),
           "int8_t": (-128, 127)}
 # A fused QAdd's numbers (QAdd.add_params() keys -> field, C type), in their own struct.
@@ -112,6 +112,12 @@ def shared_context(op, ctx: dict, ins, outs, kernel: str | None = None) -> dict:
     terms = ctx["C"] // ctx["group"] * g["k"][1] * g["k"][2]
     bias_max = 2 ** (15 - (ctx["pack_bits"] or 0) + (ctx["bias_shift"] or 0)) if ctx["has_bias"] else 0
     qp["acc30"] = int(terms * 255 * 127 + bias_max < 2 ** 30)
+    # ... and with the full int8 clamp and every channel's right shift r = k - shift_base in
+    # 1..22 (k < 2^pack_bits), nncc_q8_30() requantizes each output (the DSP path)
+    r_max = (2 ** (ctx["pack_bits"] or 0) - 1 if ctx["has_bias"] else 0) - (ctx["shift_base"] or 0)
+    qp["q8"] = int(ctx["scaling"] == "fixed" and bool(qp["acc30"]) and ctx["multiplier"] >= 0
+                   and (ctx["act_min"], ctx["act_max"]) == (-128, 127)
+                   and -(ctx["shift_base"] or 0) >= 1 and r_max <= 22)
     add = _qadd(ctx) if ctx["qadd"] is not None else {"qa": None}
     if add is None:
         return {"shared": []}
@@ -151,12 +157,15 @@ def shared_context(op, ctx: dict, ins, outs, kernel: str | None = None) -> dict:
         parts = ["qconv_params", "qadd_params", out, qadd_fn]
     fn = f"nncc_qconv_{kind}_ob{ob}_{tail}"
     outs = f"nncc_qconv_outs_{tail}"
-    parts += {"mm": ["nncc_qconv_col", "nncc_qconv_mm_sums", outs, f"{fn}_portable", fn],
+    # the "mm" kind's pixel pairs have a helper of their own (fixed scaling, a bias, no QAdd)
+    pairs = kind == "mm" and ctx["scaling"] == "fixed" and ctx["has_bias"] and add["qa"] is None
+    parts += {"mm": ["nncc_qconv_col", "nncc_qconv_mm_sums", outs] + [f"{outs}_pairs"] * pairs
+              + [f"{fn}_portable", fn],
               "dw3": ["nncc_qconv_dw3_sums", outs, fn]}.get(kind, [fn])
     return {"shared": parts, "shared_fn": fn, "shared_out": out, "shared_qadd": qadd_fn,
             "shared_outs": outs, "shared_kind": kind,
             "shared_scratch": bool(scratch), "shared_ob": ob, "shared_inplace": kernel != "direct",
-            "dw3_buf": DW3_BUF, "dw3_acc": DW3_ACC, "dw3_cols": DW3_COLS, "mm_block": MM_BLOCK,
+            "dw3_buf": DW3_BUF, "dw3_acc": DW3_ACC, "dw3_cols": DW3_COLS, "mm_block": MM_BLOCK, "mm_pairs": pairs,
             "ws_bytes": scratch or copy,
             "qp": {f: int(v) for f, v in qp.items()}, "qp_types": FIELDS,
             "rt": {**RUNTIME_Q, "scaling": ctx["scaling"]}, **add}

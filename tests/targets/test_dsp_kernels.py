@@ -10,11 +10,14 @@ stride 2, asymmetric pads)."""
 from __future__ import annotations
 
 import re
+import shutil
+from pathlib import Path
 
 import numpy as np
 import pytest
 from onnx import helper
 
+from nncc import firmware
 from nncc.quant.quantize import QuantOptions
 from tests.quant.qutil import build, check_exact, conv, samples
 from tests.quant.test_inplace_q import CASES as INPLACE_CASES
@@ -91,3 +94,41 @@ def test_dsp_paths_other_shapes(tmp_path, case):
         path = chain(tmp_path, xs, c, ws, attrs, bias, act, False)
     draw = samples(xs, 8, 4)
     m4_equals_host(tmp_path, path, QuantOptions(samples=draw[:6]), draw[6:])
+
+
+def test_dsp_paths_narrow_clamp(tmp_path):
+    """Layers whose clamp is narrower than int8's (a Relu whose output shares a Concat's range:
+    act_min > -128) are not flagged q8 and take the general requantization on the DSP paths: a
+    1x1 ("mm") and a 3x3 depthwise ("dw3") layer of each flag, the same outputs as the host."""
+    need("cortex-m4")
+    xs = (1, 8, 6, 6)
+    rng = np.random.default_rng(3)
+    nodes, inits = [], {}
+    for name, ws, attrs in [("a", (8, 8, 1, 1), {}), ("b", (8, 8, 1, 1), {}),
+                            ("c", (8, 1, 3, 3), {"group": 8, "pads": [1, 1, 1, 1]}),
+                            ("d", (8, 1, 3, 3), {"group": 8, "pads": [1, 1, 1, 1]})]:
+        n, i = conv(rng, name, "x", name, ws, True, **attrs)
+        nodes.append(n)
+        inits.update(i)
+    nodes += [helper.make_node("Relu", ["a"], ["ar"]), helper.make_node("Relu", ["c"], ["cr"]),
+              helper.make_node("Concat", ["ar", "b", "cr", "d"], ["y"], axis=1)]
+    path = save(make_model(nodes, [("x", xs)], [("y", None)], inits), tmp_path)
+    res = build(path, tmp_path / "host", samples(xs, 6, 0))
+    code = next(res.out_dir.glob("*.c")).read_text()
+    structs = re.findall(r"static const nncc_qconv_params p = \{ ([-0-9, ]+) \};", code)
+    q8 = [int(v.split(", ")[-1]) for v in structs]  # the struct's last field
+    assert sorted(q8) == [0, 0, 1, 1], structs
+    m4_equals_host(tmp_path, path, QuantOptions(samples=samples(xs, 6, 0)), samples(xs, 2, 2))
+
+
+def test_q8_requantization_equals_general(tmp_path):
+    """nncc_q8_30() (nncc_fixed.h), the DSP paths' one requantization of the layers flagged q8
+    (qconv_shared.py), equals nncc_requantize() on 200,000 draws over its whole domain: the
+    check (c/q8_check.c) replaces a cortex-m4 project's main.c and runs in QEMU."""
+    t = need("cortex-m4")
+    res = firmware.compile_firmware(model(tmp_path), tmp_path / "p", "cortex-m4", build_elf=False,
+                                    quant=QuantOptions(samples=samples(XS, 2, 0)))
+    shutil.copy(Path(__file__).parent / "c" / "q8_check.c", res.out_dir / "main.c")
+    firmware.build(res.out_dir, t, "EXTRA_CFLAGS=-Werror")
+    rr = firmware.run(res.out_dir, res.report)
+    assert rr.status == 0 and "q8_check: OK" in rr.stdout, rr.stdout[-500:]
