@@ -282,13 +282,14 @@ def compile_firmware(model_path, out_dir, target: str, samples: list[dict] | Non
 
 
 def run_on_target(model_path, samples: list[dict] | None, target: str, project: Path,
-                  **compile_args) -> tuple[Compiled, list[dict], RunResult]:
-    """Compiles with `samples` embedded, builds, runs in QEMU: (compiled, samples, run result)."""
+                  make_args: tuple[str, ...] = (), **compile_args) -> tuple[Compiled, list[dict], RunResult]:
+    """Compiles with `samples` embedded, builds (`make_args`: e.g. EXTRA_CFLAGS=...), runs in
+    QEMU: (compiled, samples, run result)."""
     t = load_target(target)
     n = 3  # as many seeded random samples as the host's `nncc validate`
     res = compile_firmware(model_path, project, target, samples, build_elf=False, check=False,
                            n_samples=n, check_emulator=True, **compile_args)
-    build(res.out_dir, t)
+    build(res.out_dir, t, *make_args)
     res.report = add_sizes(res.out_dir, res.out_dir / f"{res.report['model']}.elf", t)
     return res, res.test_samples, run(res.out_dir, res.report)
 

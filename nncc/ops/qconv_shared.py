@@ -28,8 +28,7 @@ from __future__ import annotations
 COL_MAX = 576  # taps of the "mm" kind's window (up to a multiple of 4) widened in the scratch
 MM_BLOCK = 16  # output channels of the "mm" kind's block: their 2 pixels' int32 sums in the scratch
 DW3_BUF = 1024  # the most bytes of padded input rows the 3x3 depthwise kernel holds at once
-DW3_ACC = 44  # the 3x3 depthwise kernel's int32 sums per call, rows along its buffer (stride 1)
-DW3_COLS = 64  # ... or of one output row, or a part of one
+DW3_COLS = 64  # the 3x3 depthwise kernel's int32 sums per call: an output row, or a part of one
 # struct field -> C type; the layer's values must fit (else the specialized kernel is used)
 FIELDS = {"multiplier": "int32_t", "C": "int16_t", "M": "int16_t", "group": "int16_t",
           "ih": "int16_t", "iw": "int16_t", "oh": "int16_t", "ow": "int16_t", "N": "int8_t",
@@ -77,15 +76,13 @@ def _align4(n: int) -> int:
 
 
 def _dw3_scratch(g) -> int:
-    """Bytes of the 3x3 depthwise kernel's scratch, as the C lays it out: its int32 sums (the
-    rows of one call, along the buffer, and a spare one), then the padded input rows of one
-    band (the band from DW3_BUF) and 4 spare bytes."""
+    """Bytes of the 3x3 depthwise kernel's scratch, as the C lays it out: the int32 sums of one
+    call (an output row, or a part of one), then the padded input rows of one band (the band
+    from DW3_BUF) and 4 spare bytes."""
     (_, oh, ow), (_, sh, sw), dh = g["o"], g["s"], g["d"][1]
     pwid = (ow - 1) * sw + 3
     band = (DW3_BUF // pwid - 2 * dh - 1) // sh + 1
-    rows = min(DW3_ACC // pwid, oh) if sw == 1 and pwid <= DW3_ACC else 1
-    sums = (rows - 1) * pwid + min(ow, DW3_COLS) + 1
-    return 4 * sums + pwid * ((min(oh, band) - 1) * sh + 2 * dh + 1) + 4
+    return 4 * min(ow, DW3_COLS) + pwid * ((min(oh, band) - 1) * sh + 2 * dh + 1) + 4
 
 
 def shared_context(op, ctx: dict, ins, outs, kernel: str | None = None) -> dict:
@@ -157,15 +154,18 @@ def shared_context(op, ctx: dict, ins, outs, kernel: str | None = None) -> dict:
         parts = ["qconv_params", "qadd_params", out, qadd_fn]
     fn = f"nncc_qconv_{kind}_ob{ob}_{tail}"
     outs = f"nncc_qconv_outs_{tail}"
-    # the "mm" kind's pixel pairs have a helper of their own (fixed scaling, a bias, no QAdd)
+    # the "mm" kind's pixel pairs have a helper of their own (fixed scaling, a bias, no QAdd);
+    # so have the "dw3" kind's rows at stride 1 across (fixed scaling, no QAdd)
     pairs = kind == "mm" and ctx["scaling"] == "fixed" and ctx["has_bias"] and add["qa"] is None
+    dw3_row = kind == "dw3" and ctx["scaling"] == "fixed" and add["qa"] is None
     parts += {"mm": ["nncc_qconv_col", "nncc_qconv_mm_sums", outs] + [f"{outs}_pairs"] * pairs
               + [f"{fn}_portable", fn],
-              "dw3": ["nncc_qconv_dw3_sums", outs, fn]}.get(kind, [fn])
+              "dw3": ["nncc_qconv_dw3_sums"] + ["nncc_qconv_dw3_row"] * dw3_row + [outs, fn]}.get(kind, [fn])
     return {"shared": parts, "shared_fn": fn, "shared_out": out, "shared_qadd": qadd_fn,
             "shared_outs": outs, "shared_kind": kind,
             "shared_scratch": bool(scratch), "shared_ob": ob, "shared_inplace": kernel != "direct",
-            "dw3_buf": DW3_BUF, "dw3_acc": DW3_ACC, "dw3_cols": DW3_COLS, "mm_block": MM_BLOCK, "mm_pairs": pairs,
+            "dw3_buf": DW3_BUF, "dw3_cols": DW3_COLS, "mm_block": MM_BLOCK, "mm_pairs": pairs,
+            "dw3_row": dw3_row,
             "ws_bytes": scratch or copy,
             "qp": {f: int(v) for f, v in qp.items()}, "qp_types": FIELDS,
             "rt": {**RUNTIME_Q, "scaling": ctx["scaling"]}, **add}

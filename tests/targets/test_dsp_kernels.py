@@ -75,10 +75,19 @@ def test_dsp_paths_equal_host_and_reference(tmp_path, scaling):
     m4_equals_host(tmp_path, path, QuantOptions(samples=samples(XS, 6, 0), scaling=scaling), samples(XS, 2, 2))
 
 
-def m4_equals_host(tmp_path, path, quant, inputs):
+def m4_equals_host(tmp_path, path, quant, inputs, cflags=""):
     """The model's int8 firmware runs in QEMU (cortex-m4) and every output equals the host's."""
-    fw = int8_qemu_equals_host(path, inputs, "cortex-m4", tmp_path / "m4", quant)
+    fw = int8_qemu_equals_host(path, inputs, "cortex-m4", tmp_path / "m4", quant, cflags)
     assert [(o["name"], o["dtype"]) for o in fw.report["outputs"]] == [("y", "int8")]
+
+
+@pytest.mark.parametrize("opt", ["-O0", "-Os"])
+def test_dsp_paths_other_optimization(tmp_path, opt):
+    """Built unoptimized (a frame pointer: too few registers for the assembly loops, which give
+    way to their C forms) or for size, the same outputs."""
+    need("cortex-m4")
+    path = model(tmp_path)
+    m4_equals_host(tmp_path, path, QuantOptions(samples=samples(XS, 6, 0)), samples(XS, 2, 2), opt)
 
 
 @pytest.mark.parametrize("case", ["batch2_nobias", "pw_1d", "dw_1d"])
@@ -94,6 +103,33 @@ def test_dsp_paths_other_shapes(tmp_path, case):
         path = chain(tmp_path, xs, c, ws, attrs, bias, act, False)
     draw = samples(xs, 8, 4)
     m4_equals_host(tmp_path, path, QuantOptions(samples=draw[:6]), draw[6:])
+
+
+def test_dsp_dw3_rows(tmp_path):
+    """3x3 depthwise layers a row at a time (nncc_qconv_dw3_row(), stride 1 across, flagged
+    q8): even and odd row lengths, dilation down, stride 2 down, no bias, and a plane of several
+    bands (the buffer holds DW3_BUF bytes of rows) in place; the same outputs as the host."""
+    need("cortex-m4")
+    xs = (1, 4, 40, 40)
+    rng = np.random.default_rng(5)
+    layers = [("a", (4, 1, 3, 3), True, {"pads": [1, 1, 1, 1]}),  # 40 x 40: 2 bands
+              ("b", (4, 1, 3, 3), False, {"dilations": [2, 1], "pads": [2, 1, 2, 1]}),
+              ("c", (4, 1, 3, 3), True, {"strides": [2, 1], "pads": [1, 1, 1, 1]}),  # 20 x 40
+              ("d", (4, 1, 3, 3), True, {"pads": [1, 0, 1, 1]})]  # 20 x 39
+    nodes, inits, last = [], {}, "x"
+    for name, ws, bias, attrs in layers:
+        n, i = conv(rng, name, last, name, ws, bias, group=4, **attrs)
+        last = "y" if name == layers[-1][0] else name + "r"
+        nodes += [n, helper.make_node("Relu", [name], [last])]
+        inits.update(i)
+    path = save(make_model(nodes, [("x", xs)], [(last, None)], inits), tmp_path)
+    res = build(path, tmp_path / "host", samples(xs, 4, 0))
+    check_exact(res, samples(xs, 2, 1))
+    code = next(res.out_dir.glob("*.c")).read_text()
+    structs = re.findall(r"static const nncc_qconv_params p = \{ ([-0-9, ]+) \};", code)
+    assert [int(v.split(", ")[-1]) for v in structs] == [1, 1, 1, 1], structs  # all q8
+    assert "nncc_qconv_dw3_row(q, " in code
+    m4_equals_host(tmp_path, path, QuantOptions(samples=samples(xs, 4, 0)), samples(xs, 2, 2))
 
 
 def test_dsp_paths_narrow_clamp(tmp_path):

@@ -226,10 +226,13 @@ def test_int8_matches_host_exactly(tmp_path, name, target):
         assert res.report["outputs"][0]["dtype"] == "float32"
 
 
-def int8_qemu_equals_host(path, samples: list[dict], target: str, out_dir, quant: QuantOptions):
-    """The int8 firmware of `path` runs in QEMU on `samples`; every output of every sample
-    equals a fresh host build's (independent of main.c) bit for bit -> the firmware build."""
-    res, embedded, rr = firmware.run_on_target(path, samples, target, out_dir, quant=quant)
+def int8_qemu_equals_host(path, samples: list[dict], target: str, out_dir, quant: QuantOptions,
+                          cflags: str = ""):
+    """The int8 firmware of `path`, built warning-free (and with `cflags`), runs in QEMU on
+    `samples`; every output of every sample equals a fresh host build's (independent of main.c)
+    bit for bit -> the firmware build."""
+    res, embedded, rr = firmware.run_on_target(path, samples, target, out_dir, quant=quant,
+                                               make_args=(f"EXTRA_CFLAGS=-Werror {cflags}",))
     assert rr.status == 0 and "nncc: OK" in rr.stdout, rr.stdout[-2000:]
     assert len(rr.outputs) == len(samples)
     host = HostModel(res.out_dir, res.report)
@@ -266,3 +269,14 @@ def test_int8_cli(tmp_path, capsys):
     qo = QuantOptions(samples=[{"x": rng.standard_normal((1, 3, 9, 9)).astype(np.float32)} for _ in range(3)])
     b = bench(model, "cortex-m4", quant=qo)
     assert b.macs > 0 and b.instructions == bench(model, "cortex-m4", quant=qo).instructions  # deterministic
+
+
+@pytest.mark.parametrize("opt", ["-O0", "-Os"])
+@pytest.mark.parametrize("name", ["kws", "lenet5"])
+def test_int8_other_optimization_levels(tmp_path, name, opt):
+    """A user's unoptimized (debug) or size build on cortex-m4: warning-free and the same codes.
+    Unoptimized, a frame pointer leaves too few registers for the assembly loops (conv, Gemm):
+    their C forms take over."""
+    need("cortex-m4")
+    int8_qemu_equals_host(INT8_MODELS[name], int8_data(name, 2, 1), "cortex-m4", tmp_path / "p",
+                          int8_quant(name), opt)
