@@ -37,6 +37,7 @@ class TensorRef:
     kind: str  # "input", "output", "const", "arena"
     offset: int = 0  # bytes into the arena (kind "arena"), else elements past `cname`
     data: np.ndarray | None = field(default=None, repr=False)
+    slack: int = 0  # a constant's zeros after its elements: some kernel reads past its end
 
 
 @dataclass
@@ -71,6 +72,12 @@ class Emitter:
                 self._ref(t, "const", self.namer(t, "w"))
         for t in g.intermediates():
             self._intermediate_ref(t)
+        for node in g.nodes():
+            op = make_op(node)
+            for j, n in op.const_slack([g.tensors[t] if t else None for t in node.inputs]).items():
+                r = self.refs.get(node.inputs[j])
+                if r is not None and r.kind == "const":
+                    r.slack = max(r.slack, n)
 
     def _intermediate_ref(self, t: str) -> None:
         """An intermediate lives in the arena, or inside the memory of another tensor it
@@ -108,10 +115,10 @@ class Emitter:
         for r in consts:
             raw = np.ascontiguousarray(r.data).astype(r.data.dtype.newbyteorder("<")).tobytes()
             pad = -pos % 16  # keep every tensor 16-byte aligned inside the blob
-            chunks.append(b"\0" * pad + raw)
+            chunks.append(b"\0" * pad + raw + b"\0" * (r.slack * r.data.itemsize))
             pos += pad
             offsets[r.name] = pos
-            pos += len(raw)
+            pos += len(raw) + r.slack * r.data.itemsize
         return Weights(consts, b"".join(chunks), offsets)
 
     def kernels(self) -> list[dict]:

@@ -106,6 +106,11 @@ class Op:
         live only at this node's step, passed to the kernel as its last argument `ws`)."""
         return 0
 
+    def const_slack(self, ins: list[TensorInfo]) -> dict[int, int]:
+        """{input j: elements} the kernel may read past the end of constant input j (a
+        word-wide loop's last word): the emitted array carries that many zeros more."""
+        return {}
+
     def inplace_kernel(self, ins: list[TensorInfo], outs: list[TensorInfo]) -> tuple[int, str] | None:
         """(input index j, kernel variant) when a variant of the kernel can write output 0 over
         input j (not elementwise, so not `inplace_inputs`: it may use a workspace). The memory

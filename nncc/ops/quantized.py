@@ -208,6 +208,12 @@ class QConv(_QMixin, Conv):
         ctx.update(shared_context(self, ctx, ins, outs, kernel))  # one kernel for many layers, or none
         return ctx
 
+    def const_slack(self, ins):
+        """The shared "mm" kind reads its weight rows in words up to a multiple of 4 taps
+        (qconv_shared.py): up to 3 bytes past the last row."""
+        w = ins[1]
+        return {1: -int(np.prod(w.shape[1:])) % 4} if w.dtype == "int8" and self.group == 1 else {}
+
     def inplace_kernel(self, ins, outs) -> tuple[int, str] | None:
         """Conv's two variants writing y over x (nncc/ops/conv.py), in conv_q.c.j2: the
         specialized kernels requantize into a copy buffer, then copy over x; the shared ones

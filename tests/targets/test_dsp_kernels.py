@@ -18,6 +18,7 @@ import pytest
 from onnx import helper
 
 from nncc import firmware
+from nncc.compiler import compile_model
 from nncc.quant.quantize import QuantOptions
 from tests.quant.qutil import build, check_exact, conv, samples
 from tests.quant.test_inplace_q import CASES as INPLACE_CASES
@@ -155,6 +156,26 @@ def test_dsp_paths_narrow_clamp(tmp_path):
     q8 = [int(v.split(", ")[-1]) for v in structs]  # the struct's last field
     assert sorted(q8) == [0, 0, 1, 1], structs
     m4_equals_host(tmp_path, path, QuantOptions(samples=samples(xs, 6, 0)), samples(xs, 2, 2))
+
+
+@pytest.mark.parametrize("blob", [False, True])
+def test_weight_slack(tmp_path, blob):
+    """nncc_qconv_mm_sums() reads weight rows in words up to a multiple of 4 taps: the weights of
+    a group-1 layer whose rows are not (f: 1x1 5 -> 4, rows of 5) carry 3 zeros more, in a list
+    and in the blob (where the next tensor, or the blob's end, comes after them)."""
+    res = compile_model(model(tmp_path), tmp_path / "p", force=True, **({"blob_threshold": 0} if blob else {}),
+                        quant=QuantOptions(samples=samples(XS, 2, 0)))
+    text = next(res.out_dir.glob("*_weights.h")).read_text()
+    if not blob:
+        decl = re.findall(r"/\* \S+: 4x5x1x1, and 3 zeros a kernel may read past its end \*/\n"
+                          r"static const int8_t \w+\[(\d+)\]", text)
+        assert decl == ["23"]
+        return
+    size = int(re.search(r"unsigned char b\[(\d+)\];", text).group(1))
+    offsets = sorted(int(v) for v in re.findall(r"_weights\.b \+ (\d+)\)\)", text))
+    f = int(re.search(r"_weights\.b \+ (\d+)\)\) /\* 4x5x1x1 \*/", text).group(1))
+    after = [o for o in offsets if o > f]
+    assert (after[0] if after else size) >= f + 20 + 3
 
 
 def test_q8_requantization_equals_general(tmp_path):
