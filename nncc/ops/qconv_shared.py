@@ -62,6 +62,14 @@ def _qadd(ctx: dict) -> dict | None:
         return None
     qa = {f: a[key] if key in a else int(ctx["conv_first"]) for key, (f, _) in QADD_FIELDS.items()}
     types = {f: t for f, t in QADD_FIELDS.values()}
+    # the usual case the DSP paths compute inline with the conv's nncc_q8_30(): right shifts
+    # (none for an operand allowed, 1..22 for the sum), non-negative multipliers, |x - zp| << 20
+    # below 2^28, the full int8 clamp
+    qa["fast"] = int(a["scaling"] == "fixed" and a["left_shift"] == 20
+                     and qa["a_shift"] <= 0 and qa["b_shift"] <= 0 and 1 <= -qa["y_shift"] <= 22
+                     and min(qa["a_mult"], qa["b_mult"], qa["y_mult"]) >= 0
+                     and (qa["act_min"], qa["act_max"]) == (-128, 127))
+    types["fast"] = "int8_t"
     if not _fits(qa, types):
         return None
     rt = {key: f"qa->{f}" for key, (f, _) in QADD_FIELDS.items()}

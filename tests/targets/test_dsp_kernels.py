@@ -72,6 +72,9 @@ def test_dsp_paths_equal_host_and_reference(tmp_path, scaling):
     # fused residuals (a 1x1 layer's and a 3x3 one's: one function), a layer in place
     fused = re.findall(r"^static void (nncc_qconv_\w+_qadd_\w+)\(", code, re.MULTILINE)
     assert len(fused) == 1 and len(re.findall(rf"^    {fused[0]}\(&p, &qa, ", code, re.MULTILINE)) == 2
+    if scaling == "fixed":  # both fused QAdds (the conv first, the residual first) computed inline
+        qa = re.findall(r"static const nncc_qadd_params qa = \{ ([-0-9, ]+) \};", code)
+        assert [v.split(", ")[-2:] for v in qa] == [["1", "1"], ["0", "1"]], qa  # conv_first, fast
     assert ", ws);" in code
     m4_equals_host(tmp_path, path, QuantOptions(samples=samples(XS, 6, 0), scaling=scaling), samples(XS, 2, 2))
 
