@@ -110,16 +110,19 @@ def test_dsp_paths_other_shapes(tmp_path, case):
 
 
 def test_dsp_dw3_rows(tmp_path):
-    """3x3 depthwise layers a row at a time (nncc_qconv_dw3_row(), stride 1 across, flagged
-    q8): even and odd row lengths, dilation down, stride 2 down, no bias, and a plane of several
-    bands (the buffer holds DW3_BUF bytes of rows) in place; the same outputs as the host."""
+    """3x3 depthwise layers a row at a time (nncc_qconv_dw3_row() / _row2(), stride 1 / 2
+    across, flagged q8): even and odd row lengths, dilation down, stride 2 down, no bias, and a
+    plane of several bands (the buffer holds DW3_BUF bytes of rows) in place; the same outputs
+    as the host."""
     need("cortex-m4")
     xs = (1, 4, 40, 40)
     rng = np.random.default_rng(5)
     layers = [("a", (4, 1, 3, 3), True, {"pads": [1, 1, 1, 1]}),  # 40 x 40: 2 bands
               ("b", (4, 1, 3, 3), False, {"dilations": [2, 1], "pads": [2, 1, 2, 1]}),
               ("c", (4, 1, 3, 3), True, {"strides": [2, 1], "pads": [1, 1, 1, 1]}),  # 20 x 40
-              ("d", (4, 1, 3, 3), True, {"pads": [1, 0, 1, 1]})]  # 20 x 39
+              ("d", (4, 1, 3, 3), True, {"pads": [1, 0, 1, 1]}),  # 20 x 39
+              ("e", (4, 1, 3, 3), True, {"strides": [2, 2], "pads": [1, 1, 1, 1]}),  # 10 x 20
+              ("f", (4, 1, 3, 3), True, {"strides": [1, 2], "pads": [1, 0, 1, 0]})]  # 10 x 9
     nodes, inits, last = [], {}, "x"
     for name, ws, bias, attrs in layers:
         n, i = conv(rng, name, last, name, ws, bias, group=4, **attrs)
@@ -131,8 +134,8 @@ def test_dsp_dw3_rows(tmp_path):
     check_exact(res, samples(xs, 2, 1))
     code = next(res.out_dir.glob("*.c")).read_text()
     structs = re.findall(r"static const nncc_qconv_params p = \{ ([-0-9, ]+) \};", code)
-    assert [int(v.split(", ")[-1]) for v in structs] == [1, 1, 1, 1], structs  # all q8
-    assert "nncc_qconv_dw3_row(q, " in code
+    assert [int(v.split(", ")[-1]) for v in structs] == [1] * 6, structs  # all q8
+    assert "(sw == 1 ? nncc_qconv_dw3_row : nncc_qconv_dw3_row2)(q, " in code
     m4_equals_host(tmp_path, path, QuantOptions(samples=samples(xs, 4, 0)), samples(xs, 2, 2))
 
 
