@@ -70,6 +70,14 @@ static inline float nncc_expf(float x)
 #define NNCC_COLD static
 #endif
 
+/* A kernel's driver whose loops run per pixel or per row, around helpers that run per MAC:
+ * compiled for size (gcc), as the 8 KB code budget of the MCU targets prefers. */
+#if defined(__GNUC__) && !defined(__clang__)
+#define NNCC_DRIVER __attribute__((optimize("Os")))
+#else
+#define NNCC_DRIVER
+#endif
+
 /* A function whose short fill and copy loops stay loops: a libc memset / memcpy call would cost
  * more than the few bytes it moves, and the firmware links no libc string code otherwise. */
 #if defined(__GNUC__) && !defined(__clang__)

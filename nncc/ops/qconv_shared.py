@@ -166,7 +166,7 @@ def shared_context(op, ctx: dict, ins, outs, kernel: str | None = None) -> dict:
     # so have the "dw3" kind's rows at stride 1 across (fixed scaling, no QAdd)
     pairs = kind == "mm" and ctx["scaling"] == "fixed" and ctx["has_bias"] and add["qa"] is None
     dw3_row = kind == "dw3" and ctx["scaling"] == "fixed" and add["qa"] is None
-    parts += {"mm": ["nncc_qconv_col", "nncc_qconv_mm_sums", outs] + [f"{outs}_pairs"] * pairs
+    parts += {"mm": ["nncc_qconv_col", "nncc_qconv_widen", "nncc_qconv_mm_sums", outs] + [f"{outs}_pairs"] * pairs
               + [f"{fn}_portable", fn],
               "dw3": ["nncc_qconv_dw3_sums"] + ["nncc_qconv_dw3_row"] * dw3_row + [outs, fn]}.get(kind, [fn])
     return {"shared": parts, "shared_fn": fn, "shared_out": out, "shared_qadd": qadd_fn,

@@ -52,7 +52,7 @@ def test_shared_equals_integer_reference(tmp_path, scaling, batch, bias):
     code = c_code(res)
     # every QConv is a struct and a call; each kind's function is defined once
     assert code.count("static const nncc_qconv_params p = ") == 7
-    defined = re.findall(r"^(?:NNCC_NO_LIBCALLS )?static void (nncc_qconv_\w+)\(", code, re.MULTILINE)
+    defined = re.findall(r"^(?:NNCC_[A-Z_]+ )*static void (nncc_qconv_\w+)\(", code, re.MULTILINE)
     # (_b: the layer has a packed int16 per channel; "" when all of them would be 0)
     assert len(defined) == len(set(defined))
     kinds = {re.sub(rf"_{scaling}(_b)?$", "", f) for f in defined}

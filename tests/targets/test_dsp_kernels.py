@@ -67,10 +67,10 @@ def test_dsp_paths_equal_host_and_reference(tmp_path, scaling):
     res = build(path, tmp_path / "host", samples(XS, 6, 0), scaling=scaling)
     check_exact(res, samples(XS, 3, 1))  # the host (portable path) == the integer reference
     code = next(res.out_dir.glob("*.c")).read_text()
-    defined = set(re.findall(r"^(?:NNCC_NO_LIBCALLS )?static void nncc_qconv_([a-z0-9]+_ob\d)_", code, re.MULTILINE))
+    defined = set(re.findall(r"^(?:NNCC_[A-Z_]+ )*static void nncc_qconv_([a-z0-9]+_ob\d)_", code, re.MULTILINE))
     assert defined == {"mm_ob4", "mm_ob1", "dw3_ob1"}  # each with its DSP path and the portable one
     # fused residuals (a 1x1 layer's and a 3x3 one's: one function), a layer in place
-    fused = re.findall(r"^static void (nncc_qconv_\w+_qadd_\w+)\(", code, re.MULTILINE)
+    fused = re.findall(r"^(?:NNCC_[A-Z_]+ )*static void (nncc_qconv_\w+_qadd_\w+)\(", code, re.MULTILINE)
     assert len(fused) == 1 and len(re.findall(rf"^    {fused[0]}\(&p, &qa, ", code, re.MULTILINE)) == 2
     if scaling == "fixed":  # both fused QAdds (the conv first, the residual first) computed inline
         qa = re.findall(r"static const nncc_qadd_params qa = \{ ([-0-9, ]+) \};", code)
