@@ -139,6 +139,21 @@ def test_dsp_dw3_rows(tmp_path):
     m4_equals_host(tmp_path, path, QuantOptions(samples=samples(xs, 4, 0)), samples(xs, 2, 2))
 
 
+def test_dsp_mm_one_step(tmp_path):
+    """Weight rows of one 4-tap step (the loop entered at its second half): 1x1 layers 3 -> 4
+    (3 taps and a byte of slack) and 4 -> 5 (an odd channel count); the same as the host."""
+    xs = (1, 3, 5, 4)
+    rng = np.random.default_rng(9)
+    nodes, inits = [], {}
+    for name, x, y, ws in [("a", "x", "a", (4, 3, 1, 1)), ("b", "a", "y", (5, 4, 1, 1))]:
+        n, i = conv(rng, name, x, y, ws, True)
+        nodes.append(n)
+        inits.update(i)
+    path = save(make_model(nodes, [("x", xs)], [("y", None)], inits), tmp_path)
+    need("cortex-m4")
+    m4_equals_host(tmp_path, path, QuantOptions(samples=samples(xs, 4, 0)), samples(xs, 2, 2))
+
+
 def test_dsp_paths_narrow_clamp(tmp_path):
     """Layers whose clamp is narrower than int8's (a Relu whose output shares a Concat's range:
     act_min > -128) are not flagged q8 and take the general requantization on the DSP paths: a
