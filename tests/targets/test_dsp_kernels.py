@@ -19,6 +19,7 @@ from onnx import helper
 
 from nncc import firmware
 from nncc.compiler import compile_model
+from nncc.ops.qconv_shared import FIELDS, QADD_FIELDS
 from nncc.quant.quantize import QuantOptions
 from tests.quant.qutil import build, check_exact, conv, samples
 from tests.quant.test_inplace_q import CASES as INPLACE_CASES
@@ -73,10 +74,17 @@ def test_dsp_paths_equal_host_and_reference(tmp_path, scaling):
     fused = re.findall(r"^(?:NNCC_[A-Z_]+ )*static void (nncc_qconv_\w+_qadd_\w+)\(", code, re.MULTILINE)
     assert len(fused) == 1 and len(re.findall(rf"^    {fused[0]}\(&p, &qa, ", code, re.MULTILINE)) == 2
     if scaling == "fixed":  # both fused QAdds (the conv first, the residual first) computed inline
-        qa = re.findall(r"static const nncc_qadd_params qa = \{ ([-0-9, ]+) \};", code)
-        assert [v.split(", ")[-2:] for v in qa] == [["1", "1"], ["0", "1"]], qa  # conv_first, fast
+        qa = structs(code, "qadd")
+        assert [(v["conv_first"], v["fast"]) for v in qa] == [(1, 1), (0, 1)], qa
     assert ", ws);" in code
     m4_equals_host(tmp_path, path, QuantOptions(samples=samples(XS, 6, 0), scaling=scaling), samples(XS, 2, 2))
+
+
+def structs(code: str, kind: str = "qconv") -> list[dict]:
+    """The values of each layer's nncc_qconv_params (or nncc_qadd_params) struct, by field."""
+    fields = list(FIELDS) if kind == "qconv" else [f for f, _ in QADD_FIELDS.values()] + ["fast"]
+    rows = re.findall(rf"static const nncc_{kind}_params \w+ = \{{ ([-0-9, ]+) \}};", code)
+    return [dict(zip(fields, map(int, r.split(", ")), strict=True)) for r in rows]
 
 
 def m4_equals_host(tmp_path, path, quant, inputs, cflags=""):
@@ -133,8 +141,7 @@ def test_dsp_dw3_rows(tmp_path):
     res = build(path, tmp_path / "host", samples(xs, 4, 0))
     check_exact(res, samples(xs, 2, 1))
     code = next(res.out_dir.glob("*.c")).read_text()
-    structs = re.findall(r"static const nncc_qconv_params p = \{ ([-0-9, ]+) \};", code)
-    assert [int(v.split(", ")[-1]) for v in structs] == [1] * 6, structs  # all q8
+    assert [v["q8"] for v in structs(code)] == [1] * 6
     assert "(sw == 1 ? nncc_qconv_dw3_row : nncc_qconv_dw3_row2)(q, " in code
     m4_equals_host(tmp_path, path, QuantOptions(samples=samples(xs, 4, 0)), samples(xs, 2, 2))
 
@@ -173,9 +180,7 @@ def test_dsp_paths_narrow_clamp(tmp_path):
     path = save(make_model(nodes, [("x", xs)], [("y", None)], inits), tmp_path)
     res = build(path, tmp_path / "host", samples(xs, 6, 0))
     code = next(res.out_dir.glob("*.c")).read_text()
-    structs = re.findall(r"static const nncc_qconv_params p = \{ ([-0-9, ]+) \};", code)
-    q8 = [int(v.split(", ")[-1]) for v in structs]  # the struct's last field
-    assert sorted(q8) == [0, 0, 1, 1], structs
+    assert sorted(v["q8"] for v in structs(code)) == [0, 0, 1, 1]
     m4_equals_host(tmp_path, path, QuantOptions(samples=samples(xs, 6, 0)), samples(xs, 2, 2))
 
 
