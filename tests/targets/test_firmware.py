@@ -1,9 +1,9 @@
 """Test firmware for MCU targets (nncc/firmware.py): build with the cross compiler, run in QEMU, and
 check that every output equals the host build of the same C bit for bit (both sides use
 -ffp-contract=off). Also: target descriptions agree with their linker scripts, models too big for
-the real board are refused, and the CLI's --target paths. int8 builds (KWS with its float
-Softmax tail, AD, LeNet-5) run on cortex-m4/m0plus/m33 and rv32imac and equal the host build
-exactly. Build+run tests skip, with the apt line in the reason, when a cross compiler or QEMU is
+the real board are refused, and the CLI's --target paths. int8 builds (the MLPerf Tiny models,
+KWS with its float Softmax tail, and LeNet-5) run on cortex-m4/m7/m0plus/m33 and rv32imac and
+equal the host build exactly. Build+run tests skip, with the apt line in the reason, when a cross compiler or QEMU is
 missing."""
 from __future__ import annotations
 
@@ -177,7 +177,7 @@ INT8_MODELS = {
     "vww": MLPERF / "mlperf_vww_mbv1_025.onnx",
     "ic": MLPERF / "mlperf_ic_resnet8.onnx",
 }
-INT8_TARGETS = ["cortex-m4", "cortex-m0plus", "cortex-m33", "rv32imac"]
+INT8_TARGETS = ["cortex-m4", "cortex-m7", "cortex-m0plus", "cortex-m33", "rv32imac"]
 
 
 def int8_data(name: str, n: int, seed: int) -> list[dict]:
