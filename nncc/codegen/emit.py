@@ -150,16 +150,26 @@ class Emitter:
             k.update(op.context(ins, outs))
             # Inputs their producers already wrote into this node's output (concat slices).
             k["placed"] = [f"x{j}" for j in alias.placed.get(node.name, [])]
+            k["template"] = op.template
+            out.append(k)
+        # What the shared pieces must handle for this model: each kernel's "shared_needs" (paths
+        # of a shared function only some layers take), OR-ed over the model, so a piece leaves
+        # out the paths no layer takes.
+        needs: dict[str, bool] = {}
+        for k in out:
+            for key, v in k.get("shared_needs", {}).items():
+                needs[key] = needs.get(key, False) or bool(v)
+        for k in out:
+            k["needs"] = needs
             # Pieces several kernels share (k["shared"], e.g. one int8 conv function for many
             # layers) are rendered once, before the first kernel that needs them.
-            tmpl = self.env.get_template(op.template)
+            tmpl = self.env.get_template(k.pop("template"))
             pieces = []
             for part in k.get("shared", ()):
                 if part not in shared:
                     shared.add(part)
                     pieces.append(tmpl.render(k=k, part=part))
             k["code"] = "\n".join([*pieces, tmpl.render(k=k, part=None)])
-            out.append(k)
         return out
 
     # -- files --------------------------------------------------------------------------------

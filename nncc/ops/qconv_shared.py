@@ -169,7 +169,11 @@ def shared_context(op, ctx: dict, ins, outs, kernel: str | None = None) -> dict:
     parts += {"mm": ["nncc_qconv_col", "nncc_qconv_widen", "nncc_qconv_mm_sums", outs] + [f"{outs}_pairs"] * pairs
               + [f"{fn}_portable", fn],
               "dw3": ["nncc_qconv_dw3_sums"] + ["nncc_qconv_dw3_row"] * dw3_row + [outs, fn]}.get(kind, [fn])
-    return {"shared": parts, "shared_fn": fn, "shared_out": out, "shared_qadd": qadd_fn,
+    # the paths of the shared pieces only some layers take, OR-ed over the model by the emitter
+    # (k.needs): on cores with the DSP extension a path no layer takes is left out
+    needs = {"requant_general": ctx["scaling"] != "fixed" or not qp["q8"],
+             "dw3_scalar": kind == "dw3" and not (dw3_row and qp["q8"] and g["s"][2] <= 2)}
+    return {"shared": parts, "shared_fn": fn, "shared_needs": needs, "shared_out": out, "shared_qadd": qadd_fn,
             "shared_outs": outs, "shared_kind": kind,
             "shared_scratch": bool(scratch), "shared_ob": ob, "shared_inplace": kernel != "direct",
             "dw3_buf": DW3_BUF, "dw3_cols": DW3_COLS, "mm_block": MM_BLOCK, "mm_pairs": pairs,

@@ -142,6 +142,7 @@ def test_dsp_dw3_rows(tmp_path):
     check_exact(res, samples(xs, 2, 1))
     code = next(res.out_dir.glob("*.c")).read_text()
     assert [v["q8"] for v in structs(code)] == [1] * 6
+    assert "const int row = 1;" in code  # every layer by rows: the scalar path is left out (k.needs)
     assert "(sw == 1 ? nncc_qconv_dw3_row : nncc_qconv_dw3_row2)(q, " in code
     m4_equals_host(tmp_path, path, QuantOptions(samples=samples(xs, 4, 0)), samples(xs, 2, 2))
 
@@ -181,6 +182,9 @@ def test_dsp_paths_narrow_clamp(tmp_path):
     res = build(path, tmp_path / "host", samples(xs, 6, 0))
     code = next(res.out_dir.glob("*.c")).read_text()
     assert sorted(v["q8"] for v in structs(code)) == [0, 0, 1, 1]
+    # both paths kept (k.needs): the dw3 rows where flagged, the scalar sums and the general
+    # requantization for the others
+    assert "const int row = sw <= 2 && p->q8;" in code and "any other layer" in code
     m4_equals_host(tmp_path, path, QuantOptions(samples=samples(xs, 6, 0)), samples(xs, 2, 2))
 
 
