@@ -12,14 +12,18 @@ int8 tensors (x, w, y and a fused QAdd's residual), 1-D/2-D windows and "fixed" 
 is shared; any other QConv keeps its specialized kernel (conv_q.c.j2).
 
 On cores with the DSP extension (`__ARM_FEATURE_DSP`: Cortex-M4/M7/M33) "mm" runs 2 output
-channels x 2 pixels per step on int16 pairs (SMLAD) and "dw3" two outputs per step; both
-requantize in one shared helper (nncc_qconv_outs_*) with the layer's numbers in registers. Other
-targets compile the portable loops, with the same numbers.
+channels x 2 pixels per step on int16 pairs (SMLAD, an assembly loop) and "dw3" at stride 1 or 2
+across whole rows, two outputs per step, requantized in registers. A layer flagged `q8` (full
+int8 clamp, right shifts 1..22, |sum + bias| < 2^30: every MLPerf Tiny layer) requantizes by
+nncc_q8_30(); a fused QAdd flagged `fast` is computed inline too. Other targets compile the
+portable loops (the "mm" kind: a pixel's window as int16 in the scratch, 4 channels x 4 taps per
+step), with the same numbers. `shared_needs` tells the emitter which paths a layer takes; the
+shared functions leave out, on DSP cores, the paths no layer of the model takes (k.needs).
 
 Workspace: the "mm" and "dw3" kinds' scratch (widened inputs and sums; padded rows and sums) is the
 node's workspace, planned in the arena (QConv.workspace_bytes), never the C stack; they write in
 place without a separate copy buffer (a pixel pair's inputs are in the scratch once widened, and
-the portable 1x1 loop copies a pixel's inputs into the scratch; a 3x3 band reads only input rows
+the portable loop copies a pixel's window into the scratch; a 3x3 band reads only input rows
 below the outputs written). The 1x1 and depthwise kinds without a scratch keep a copy buffer
 when in place (a pixel's channels, a channel's plane). The generated C is the same
 on every target, so a layer whose shape takes the "mm" kind reserves its scratch on every target."""
