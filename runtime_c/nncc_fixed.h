@@ -152,12 +152,24 @@ static inline int32_t nncc_srdhm_30(int32_t acc, int32_t m)
 #endif
 }
 
-/* |2 acc| < 2^31 and m < 2^31 keep |x| < 2^30, so x - 1 + 2^(right - 1) cannot overflow:
- * nncc_rdbpot_r1() in three instructions. */
+/* nncc_rdbpot_r1() of |x| <= 2^30 in three instructions, with rz = 2^(right - 1): x - 1 + rz
+ * cannot overflow. rz may carry a multiple of 2^right more, which comes out whole (a zero
+ * point: nncc_q8_rz()). */
+static inline int32_t nncc_rdbpot_rz(int32_t x, int32_t rz, int right)
+{
+    return (x + (x >> 31) + rz) >> right;
+}
+
+/* rz of nncc_rdbpot_rz() that also adds the zero point zp: 2^(right - 1) + zp 2^right. */
+static inline int32_t nncc_q8_rz(int right, int32_t zp)
+{
+    return (1 << (right - 1)) + zp * (1 << right);
+}
+
+/* |2 acc| < 2^31 and m < 2^31 keep |x| < 2^30: nncc_rdbpot_rz() applies. */
 static inline int32_t nncc_mul_r1_30(int32_t acc, int32_t m, int right)
 {
-    const int32_t x = nncc_srdhm_30(acc, m);
-    return (x + (x >> 31) + (1 << (right - 1))) >> right;
+    return nncc_rdbpot_rz(nncc_srdhm_30(acc, m), 1 << (right - 1), right);
 }
 
 /* The same for right >= 0 (right 0: no rounding shift). */
@@ -317,12 +329,11 @@ static inline uint32_t nncc_sxtab16_ror8(uint32_t a, uint32_t v)
 }
 
 /* nncc_requantize_r8h() of the full int8 range for |acc| < 2^30, 0 <= m, 1 <= right <= 22, from
- * a2 = 2 acc and rz = 2^(right - 1) + zp 2^right: the zero point joins the rounding term
- * (a multiple of 2^right shifts out exactly; |x| <= 2^30 and |rz| < 2^30 cannot overflow). */
+ * a2 = 2 acc and rz = nncc_q8_rz(right, zp): the zero point joins the rounding term (a multiple
+ * of 2^right shifts out exactly; |x| <= 2^30 and |rz| < 2^30 cannot overflow). */
 static inline int32_t nncc_q8_30(int32_t a2, int32_t m, int32_t rz, int right)
 {
-    const int32_t x = nncc_smmulr(a2, m);
-    return __ssat((x + (x >> 31) + rz) >> right, 8);
+    return __ssat(nncc_rdbpot_rz(nncc_smmulr(a2, m), rz, right), 8);
 }
 #endif
 

@@ -66,18 +66,13 @@ class Emitter:
         for t in g.outputs:
             if t not in self.refs and not g.is_const(t):
                 self._ref(t, "output", self.namer(t, "out") if len(g.outputs) > 1 else "output")
-        passed = self._kernel_constants()
+        passed, slack = self._kernel_constants()
         for t in g.used_constants():
             if t not in self.refs and (t in passed or t in g.outputs):
                 self._ref(t, "const", self.namer(t, "w"))
+                self.refs[t].slack = slack.get(t, 0)
         for t in g.intermediates():
             self._intermediate_ref(t)
-        for node in g.nodes():
-            op = make_op(node)
-            for j, n in op.const_slack([g.tensors[t] if t else None for t in node.inputs]).items():
-                r = self.refs.get(node.inputs[j])
-                if r is not None and r.kind == "const":
-                    r.slack = max(r.slack, n)
 
     def _intermediate_ref(self, t: str) -> None:
         """An intermediate lives in the arena, or inside the memory of another tensor it
@@ -90,15 +85,20 @@ class Emitter:
             h = self.refs[host]
             self._ref(t, h.kind, h.cname, off // np.dtype(self.g.tensors[t].dtype).itemsize)
 
-    def _kernel_constants(self) -> set[str]:
-        """Constants some kernel reads at run time. Those an op needs only at compile time
+    def _kernel_constants(self) -> tuple[set[str], dict[str, int]]:
+        """Constants some kernel reads at run time, and the elements some kernel may read past
+        the end of each (Op.const_slack). Those an op needs only at compile time
         (Op.const_inputs: axes, shapes, pads) are not emitted: they would waste flash, and an
         empty one (axes=[]) is not valid C."""
         out: set[str] = set()
+        slack: dict[str, int] = {}
         for node in self.g.nodes():
-            skip = make_op(node).const_inputs
-            out.update(t for j, t in enumerate(node.inputs) if t and j not in skip)
-        return out
+            op = make_op(node)
+            out.update(t for j, t in enumerate(node.inputs) if t and j not in op.const_inputs)
+            for j, n in op.const_slack([self.g.tensors[t] if t else None for t in node.inputs]).items():
+                t = node.inputs[j]
+                slack[t] = max(slack.get(t, 0), n)
+        return out, slack
 
     def _ref(self, t: str, kind: str, cname: str, offset: int = 0) -> None:
         info: TensorInfo = self.g.tensors[t]

@@ -70,9 +70,9 @@ def _qadd(ctx: dict) -> dict | None:
     # (none for an operand allowed, 1..22 for the sum), non-negative multipliers, |x - zp| << 20
     # below 2^28, the full int8 clamp
     qa["fast"] = int(a["scaling"] == "fixed" and a["left_shift"] == 20
-                     and qa["a_shift"] <= 0 and qa["b_shift"] <= 0 and 1 <= -qa["y_shift"] <= 22
+                     and qa["a_shift"] <= 0 and qa["b_shift"] <= 0
                      and min(qa["a_mult"], qa["b_mult"], qa["y_mult"]) >= 0
-                     and (qa["act_min"], qa["act_max"]) == (-128, 127))
+                     and _q8(-qa["y_shift"], -qa["y_shift"], qa["act_min"], qa["act_max"]))
     types["fast"] = "int8_t"
     if not _fits(qa, types):
         return None
@@ -85,6 +85,20 @@ def _qadd(ctx: dict) -> dict | None:
 
 def _align4(n: int) -> int:
     return (n + 3) & ~3
+
+
+def weight_slack(w_shape, group: int) -> int:
+    """Bytes the "mm" kind may read past a group-1 layer's int8 weights: its rows are read in
+    words up to a multiple of 4 taps (the widened window is 0 there), the last one past the end."""
+    kc = 1
+    for d in w_shape[1:]:
+        kc *= int(d)
+    return _align4(kc) - kc if group == 1 else 0
+
+
+def _q8(right_min: int, right_max: int, act_min: int, act_max: int) -> bool:
+    """nncc_q8_30() applies: right shifts within 1..22 and the full int8 clamp."""
+    return 1 <= right_min and right_max <= 22 and (act_min, act_max) == (-128, 127)
 
 
 def _dw3_scratch(g) -> int:
@@ -123,10 +137,10 @@ def shared_context(op, ctx: dict, ins, outs, kernel: str | None = None) -> dict:
     qp["acc30"] = int(terms * 255 * 127 + bias_max < 2 ** 30)
     # ... and with the full int8 clamp and every channel's right shift r = k - shift_base in
     # 1..22 (k < 2^pack_bits), nncc_q8_30() requantizes each output (the DSP path)
-    r_max = (2 ** (ctx["pack_bits"] or 0) - 1 if ctx["has_bias"] else 0) - (ctx["shift_base"] or 0)
+    r_min = -(ctx["shift_base"] or 0)
+    r_max = r_min + (2 ** (ctx["pack_bits"] or 0) - 1 if ctx["has_bias"] else 0)
     qp["q8"] = int(ctx["scaling"] == "fixed" and bool(qp["acc30"]) and ctx["multiplier"] >= 0
-                   and (ctx["act_min"], ctx["act_max"]) == (-128, 127)
-                   and -(ctx["shift_base"] or 0) >= 1 and r_max <= 22)
+                   and _q8(r_min, r_max, ctx["act_min"], ctx["act_max"]))
     add = _qadd(ctx) if ctx["qadd"] is not None else {"qa": None}
     if add is None:
         return {"shared": []}

@@ -40,7 +40,7 @@ from ..quant import int16 as q16
 from . import Op, register
 from .conv import Conv
 from .pool import AveragePool, GlobalAveragePool, GlobalMaxPool, MaxPool, Window, tap_counts
-from .qconv_shared import shared_context
+from .qconv_shared import shared_context, weight_slack
 
 MAX_TERMS = (2 ** 31 - 1) // (255 * 127)
 # QConv attribute of a fused QAdd: {"name", "conv_first": conv output is the Add's operand a,
@@ -209,10 +209,8 @@ class QConv(_QMixin, Conv):
         return ctx
 
     def const_slack(self, ins):
-        """The shared "mm" kind reads its weight rows in words up to a multiple of 4 taps
-        (qconv_shared.py): up to 3 bytes past the last row."""
         w = ins[1]
-        return {1: -int(np.prod(w.shape[1:])) % 4} if w.dtype == "int8" and self.group == 1 else {}
+        return {1: weight_slack(w.shape, self.group)} if w.dtype == "int8" else {}
 
     def inplace_kernel(self, ins, outs) -> tuple[int, str] | None:
         """Conv's two variants writing y over x (nncc/ops/conv.py), in conv_q.c.j2: the

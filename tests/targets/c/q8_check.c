@@ -64,7 +64,7 @@ int main(void)
         /* the multipliers of real layers are in [2^30, 2^31), half of the draws */
         const int32_t m = (next() & 1u) ? draw(INT32_MAX) : (int32_t)(0x40000000u | (uint32_t)draw(0x3fffffff));
         const int right = 1 + (int)(next() % 22u), zp = (int)(next() % 256u) - 128;
-        const int32_t rz = (1 << (right - 1)) + zp * (1 << right);
+        const int32_t rz = nncc_q8_rz(right, zp);
         const int32_t got = nncc_q8_30(2 * acc, m, rz, right);
         const int32_t want = nncc_requantize(acc, m, -right, zp, -128, 127);
         if (got != want) {
