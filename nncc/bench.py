@@ -6,6 +6,11 @@ that logs the instruction total each time nncc_bench_mark() runs; the firmware c
 empty (the cost of the calls) and then around the first inference. Both counts are exact and
 deterministic; instructions are not cycles (no pipeline, cache or flash wait states).
 
+Where target.json names a `timing_model` (cortex-m4), the same plugin also sums the cycles of a
+static model of that core (targets/common/qemu_plugin/m4_timing.c: the vendor's published
+instruction timings at zero wait states, a taken branch's refill decided at run time). It is an
+estimate, deterministic like the count, not a measurement on a board.
+
 `--per-layer` (bench_layers) builds the project a second time with a mark after every kernel call
 in NAME_run() (compile_model(layer_marks=True)): QEMU logs the total at each mark as before, on the
 host callgrind dumps its counts before each one (--dump-before). A layer's count is the difference
@@ -36,10 +41,15 @@ class Bench:
     instructions: int
     macs: int
     method: str
+    cycles: int | None = None  # the target's timing model, where it has one
 
     @property
     def per_mac(self) -> float:
         return self.instructions / self.macs if self.macs else float("nan")
+
+    @property
+    def cycles_per_mac(self) -> float:
+        return self.cycles / self.macs if self.macs and self.cycles is not None else float("nan")
 
 
 @dataclass
@@ -49,6 +59,7 @@ class LayerCount:
     kernel: str
     macs: int
     instructions: int
+    cycles: int | None = None
 
 
 @dataclass
@@ -56,6 +67,7 @@ class LayerBench:
     total: Bench  # the unmarked build, as `nncc bench` counts it
     layers: list[LayerCount]  # the kernels NAME_run() calls, in order
     marked: int  # NAME_run() of the marked build, the marks' own cost excluded
+    marked_cycles: int | None = None  # the same, by the target's timing model
 
     @property
     def glue(self) -> int:
@@ -81,11 +93,19 @@ def bench_layers(model_path, target: str = "host", **compile_args) -> LayerBench
     rows = [r for r in res.report["layers"] if r["name"] not in skipped]
     if len(totals) != len(rows) + 4:
         raise BuildError(f"{len(totals)} marks logged for {len(rows)} layers, expected {len(rows) + 4}")
+    counts, marked = _layer_counts([t[0] for t in totals])
+    cycles, marked_cycles = ([None] * len(rows), None) if totals[0][1] is None else \
+        _layer_counts([t[1] for t in totals])
+    return LayerBench(total, [LayerCount(r["name"], r["op"], r["kernel"], r["macs"], n, c)
+                              for r, n, c in zip(rows, counts, cycles)], marked, marked_cycles)
+
+
+def _layer_counts(totals: list[int]) -> tuple[list[int], int]:
+    """(each layer's count, the marked run's total) from the running totals at the marks: two
+    empty marks, then one before the first layer and one after each."""
     mark = totals[1] - totals[0]
-    counts = [totals[i + 3] - totals[i + 2] - mark for i in range(len(rows))]
-    marked = totals[-1] - totals[2] - (len(rows) + 1) * mark
-    return LayerBench(total, [LayerCount(r["name"], r["op"], r["kernel"], r["macs"], n)
-                              for r, n in zip(rows, counts)], marked)
+    counts = [totals[i + 3] - totals[i + 2] - mark for i in range(len(totals) - 3)]
+    return counts, totals[-1] - totals[2] - (len(totals) - 3) * mark
 
 
 def layer_rows(lb: LayerBench) -> tuple[list[str], list[list]]:
@@ -97,10 +117,19 @@ def layer_rows(lb: LayerBench) -> tuple[list[str], list[list]]:
         per = f"{n / macs:.2f}" if macs else ""
         return [name, op, kernel, f"{macs:,}", f"{n:,}", per, f"{100 * n / total:.1f}"]
 
+    head = ["layer", "op", "kernel", "MACs", "instructions", "instr/MAC", "% of total"]
     rows = [row(ellipsize(r.name, 40), r.op, r.kernel, r.macs, r.instructions) for r in lb.layers]
+    if lb.layers and lb.layers[0].cycles is not None:  # the timing model's cycles per MAC
+        head.append("cycles/MAC")
+        for out, r in zip(rows, lb.layers):
+            out.append(f"{r.cycles / r.macs:.2f}" if r.macs else "")
     rows.append(row("(glue: run() entry/exit, copies)", "", "", 0, lb.glue))
     rows.append(row("total (marked build)", "", "", lb.total.macs, total))
-    return ["layer", "op", "kernel", "MACs", "instructions", "instr/MAC", "% of total"], rows
+    for out in rows[len(lb.layers):]:
+        out += [""] * (len(head) - len(out))
+    if lb.marked_cycles is not None and lb.total.macs:
+        rows[-1][-1] = f"{lb.marked_cycles / lb.total.macs:.2f}"
+    return head, rows
 
 
 def _run(cmd: list[str], what: str, timeout: float = QEMU_TIMEOUT) -> subprocess.CompletedProcess:
@@ -156,14 +185,15 @@ def _marks_host(model_path, tmp: Path, **compile_args):
         if not m:
             raise BuildError(f"no totals in {d.name}")
         running += int(m.group(1))
-        totals.append(running)
+        totals.append((running, None))
     return res, totals
 
 
 def _plugin(tmp: Path) -> Path:
-    src = resource_dir("targets") / "common" / "qemu_plugin" / "insn_marks.c"
+    src = resource_dir("targets") / "common" / "qemu_plugin"
     so = tmp / "libinsn_marks.so"
-    _run([compiler(), "-O2", "-shared", "-fPIC", str(src), "-o", str(so)], "building the QEMU plugin")
+    _run([compiler(), "-O2", "-shared", "-fPIC", str(src / "insn_marks.c"), str(src / "m4_timing.c"),
+          "-o", str(so)], "building the QEMU plugin")
     return so
 
 
@@ -172,17 +202,25 @@ def _bench_qemu(model_path, tmp: Path, target: str, **compile_args) -> Bench:
     if len(totals) < 4:
         raise BuildError(f"the QEMU plugin logged {len(totals)} marks, expected 4 (QEMU without "
                          "plugin API v1?)")
-    insns = (totals[3] - totals[2]) - (totals[1] - totals[0])
+    insns, cycles = ((v[3] - v[2]) - (v[1] - v[0]) if v[0] is not None else None
+                     for v in zip(*totals[:4]))
     t = load_target(target)
-    return Bench(target, insns, res.report["macs"], f"QEMU {t.qemu['command'][2]} TCG plugin, exact")
+    return Bench(target, insns, res.report["macs"], f"QEMU {t.qemu['command'][2]} TCG plugin, exact",
+                 cycles)
 
 
 def _marks_qemu(model_path, tmp: Path, target: str, **compile_args):
-    """(compiled, running instruction total at each nncc_bench_mark() call) in QEMU."""
+    """(compiled, running (instructions, cycles or None) at each nncc_bench_mark() call) in QEMU."""
     t = load_target(target)
     res = compile_firmware(model_path, tmp / "proj", target, build_elf=False, check=False,
                            check_emulator=True, **compile_args)
     elf = build(res.out_dir, t, "EXTRA_CFLAGS=-DNNCC_BENCH")
+    return res, qemu_marks(elf, t, tmp)
+
+
+def qemu_marks(elf: Path, t, tmp: Path) -> list[tuple[int, int | None]]:
+    """Run elf in QEMU under the plugin: (instructions, model cycles or None) at each
+    nncc_bench_mark() call."""
     nm = re.sub(r"size$", "nm", t.size)
     syms = _run([nm, str(elf)], nm).stdout
     m = re.search(r"^([0-9a-f]+) T nncc_bench_mark$", syms, re.MULTILINE)
@@ -190,7 +228,10 @@ def _marks_qemu(model_path, tmp: Path, target: str, **compile_args):
         raise BuildError(f"nncc_bench_mark not found in {elf.name}")
     addr = int(m.group(1), 16) & ~1  # Thumb symbols carry bit 0
     log = tmp / "marks.log"
-    cmd = [*t.qemu["command"], *QEMU_FLAGS, "-plugin", f"{_plugin(tmp)},mark={addr:#x}",
-           "-d", "plugin", "-D", str(log), "-kernel", str(elf)]
-    _run(cmd, f"QEMU ({target})")
-    return res, [int(v) for v in re.findall(r"pc=0x[0-9a-f]+ total=(\d+)", log.read_text())]
+    model = t.spec.get("timing_model")
+    args = f"{_plugin(tmp)},mark={addr:#x}" + (f",timing={model}" if model else "")
+    cmd = [*t.qemu["command"], *QEMU_FLAGS, "-plugin", args, "-d", "plugin", "-D", str(log),
+           "-kernel", str(elf)]
+    _run(cmd, f"QEMU ({t.name})")
+    return [(int(n), int(c) if model else None)
+            for n, c in re.findall(r"pc=0x[0-9a-f]+ total=(\d+) cycles=(\d+)", log.read_text())]

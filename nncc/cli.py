@@ -263,6 +263,9 @@ def cmd_bench(a) -> int:
         b = bench(a.model, a.target, **kw)
     print(f"{b.target}: {b.instructions:,} instructions per inference, {b.macs:,} MACs, "
           f"{b.per_mac:.2f} instructions per MAC ({b.method})")
+    if b.cycles is not None:
+        print(f"{b.target}: about {b.cycles:,} cycles per inference, {b.cycles_per_mac:.2f} per MAC "
+              "(the core's published instruction timings at zero wait states; an estimate)")
     return 0
 
 

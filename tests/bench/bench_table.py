@@ -48,6 +48,8 @@ PER_LAYER = ("KWS", "int8", "cortex-m4")
 TARGETS = {"float32": ["host", "cortex-m4", "cortex-m7", "rv32imac"],
            "int8": ["host", "cortex-m4", "cortex-m7", "rv32imac", "cortex-m0plus", "cortex-m33"]}
 N_CALIB = 4
+# the cells of a row of table (a), after model, precision, target
+COLS = ("flash", "code", "ram", "arena", "insns", "per_mac", "cycles", "cycles_per_mac")
 BOUND_MODELS = (sorted(ZOO.glob("*.onnx")) + [MLPERF / m[0] for m in MODELS.values()]
                 + [LIGHT / f"light_{n}.onnx" for n in ("squeezenet", "inception_v1", "resnet50", "densenet121")])
 
@@ -67,7 +69,7 @@ def short(e: Exception) -> str:
 def cell_row(model: str, precision: str, target: str, skip: set) -> dict:
     """One row of table (a); every value a string."""
     path, kw = MLPERF / MODELS[model][0], quant_kw(model, precision)
-    row = {k: "-" for k in ("flash", "code", "ram", "arena", "insns", "per_mac")}
+    row = dict.fromkeys(COLS, "-")
     with tempfile.TemporaryDirectory(prefix="nncc-benchtab-") as tmp:
         if target == "host":
             rep = compile_model(path, Path(tmp) / "p", **kw).report
@@ -97,6 +99,8 @@ def cell_row(model: str, precision: str, target: str, skip: set) -> dict:
         row["insns"] = f"does not fit: {short(e)}"
         return row
     row.update(insns=f"{b.instructions:,}", per_mac=f"{b.per_mac:.2f}")
+    if b.cycles is not None:
+        row.update(cycles=f"{b.cycles:,}", cycles_per_mac=f"{b.cycles_per_mac:.2f}")
     return row
 
 
@@ -175,9 +179,9 @@ def main() -> int:
         rows_a, errors = [], 0
         for (m, p, t), f in zip(cells, fa):
             r, err = f.result()
-            r = r or {k: err if k == "flash" else "-" for k in ("flash", "code", "ram", "arena", "insns", "per_mac")}
+            r = r or {k: err if k == "flash" else "-" for k in COLS}
             print(f"[{time.time() - t0:6.0f} s] {m} {p} {t}: {err or r['insns']}", file=sys.stderr)
-            rows_a.append([m, p, t, r["flash"], r["code"], r["ram"], r["arena"], r["insns"], r["per_mac"]])
+            rows_a.append([m, p, t, *(r[k] for k in COLS)])
             errors += err is not None
         rows_b, rows_c = [], []
         for rows, futures, names, width in ((rows_b, fb, [z.stem for z in zoo], 4),
@@ -210,8 +214,12 @@ Toolchains: {"; ".join(versions())}.
 
 All counts are exact and deterministic (the same build gives the same count): **instructions
 executed, not cycles**. MCU targets: the test firmware built with `-O2 -ffp-contract=off`, run in
-QEMU with the TCG plugin `targets/common/qemu_plugin/insn_marks.c` (no pipeline, caches or flash
-wait states are modelled). Host: the same `main.c` built with gcc `-O2`, counted by valgrind's
+QEMU with the TCG plugin `targets/common/qemu_plugin/insn_marks.c` (QEMU models no pipeline,
+caches or flash wait states). The cycles of cortex-m4 are an **estimate**: the same plugin sums the
+Cortex-M4's published instruction timings over the executed instructions at zero wait states, with
+load pipelining, address stalls and taken-branch refills (`targets/common/qemu_plugin/m4_timing.c`,
+checked against the manual's numbers by `tests/targets/test_timing_model.py`). A board running
+from flash adds wait states the model does not see. Host: the same `main.c` built with gcc `-O2`, counted by valgrind's
 callgrind inside `NAME_run()`. One inference on one seeded random input (int8: random int8 codes,
 i.e. uniform over the calibrated input range); MACs are those of each build's report (an int8
 build adds its input quantization). int8 builds calibrate on {N_CALIB} seeded uniform draws over
@@ -228,7 +236,7 @@ instruction count, the emulated machine (targets/README.md lists both). "-" = no
 and cortex-m33 are benchmarked int8 only). Instruction counts left out: {skipped}.
 
 {md_table(["model", "precision", "target", "flash B", "code B", "RAM B", "arena B", "instructions",
-           "instr/MAC"], rows_a, left=3)}
+           "instr/MAC", "cycles (model)", "cycles/MAC"], rows_a, left=3)}
 
 ## (b) Host instructions per inference, -O0 (no graph passes) vs -O2 (all passes)
 

@@ -2,8 +2,12 @@
  * inline add per translated block, no per-instruction callback) and logs the running total each
  * time the instruction at a `mark=ADDRESS` argument executes. Differences between consecutive
  * marks give the instructions executed in between, exactly.
- *   gcc -O2 -shared -fPIC insn_marks.c -o libinsn_marks.so
- *   qemu-system-arm ... -plugin ./libinsn_marks.so,mark=0x1234 -d plugin -D marks.log
+ * With `timing=cortex-m4` it also keeps a cycle total from the static model of m4_timing.c: each
+ * translated block's cost is summed once at translation, and a callback per executed block adds it,
+ * plus the refill of a taken branch (the previous block ended in a branch and this block is not its
+ * fall-through).
+ *   gcc -O2 -shared -fPIC insn_marks.c m4_timing.c -o libinsn_marks.so
+ *   qemu-system-arm ... -plugin ./libinsn_marks.so,mark=0x1234[,timing=cortex-m4] -d plugin -D marks.log
  * Plugin API version 1 (QEMU 7.2). Debian ships QEMU with plugin support but without
  * qemu-plugin.h, so the few declarations used are written out here; they must match the API
  * version of the QEMU that loads the plugin. */
@@ -13,6 +17,8 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+
+#include "m4_timing.h"
 
 typedef uint64_t qemu_plugin_id_t;
 typedef struct qemu_info_t qemu_info_t;
@@ -29,6 +35,10 @@ void qemu_plugin_register_vcpu_tb_exec_inline(struct qemu_plugin_tb *tb, enum qe
 size_t qemu_plugin_tb_n_insns(const struct qemu_plugin_tb *tb);
 struct qemu_plugin_insn *qemu_plugin_tb_get_insn(const struct qemu_plugin_tb *tb, size_t idx);
 uint64_t qemu_plugin_insn_vaddr(const struct qemu_plugin_insn *insn);
+size_t qemu_plugin_insn_size(const struct qemu_plugin_insn *insn);
+char *qemu_plugin_insn_disas(const struct qemu_plugin_insn *insn);
+void qemu_plugin_register_vcpu_tb_exec_cb(struct qemu_plugin_tb *tb, vcpu_udata_cb_t cb,
+                                          enum qemu_plugin_cb_flags flags, void *userdata);
 void qemu_plugin_register_vcpu_insn_exec_cb(struct qemu_plugin_insn *insn, vcpu_udata_cb_t cb,
                                             enum qemu_plugin_cb_flags flags, void *userdata);
 void qemu_plugin_register_atexit_cb(qemu_plugin_id_t id, udata_cb_t cb, void *userdata);
@@ -41,13 +51,56 @@ EXPORT int qemu_plugin_version = 1;
 static uint64_t total; /* the MCU machines have one vCPU: a plain counter is enough */
 static uint64_t marks[MAX_MARKS];
 static int nmarks;
+static int timing;      /* timing=cortex-m4 given */
+static uint64_t cycles; /* the model's total */
+
+struct block {
+    uint64_t pc, fall; /* first instruction; the one after the last */
+    uint64_t cycles;   /* no branch taken */
+    int branch;        /* the last instruction may write the PC */
+};
+static const struct block *last_block;
+
+static void on_block(unsigned int vcpu, void *udata)
+{
+    const struct block *b = udata;
+    (void)vcpu;
+    if (last_block && last_block->branch && b->pc != last_block->fall)
+        cycles += M4_REFILL;
+    cycles += b->cycles;
+    last_block = b;
+}
+
+/* The block's cost; blocks live as long as QEMU may run them, so they are never freed. */
+static void add_timing(struct qemu_plugin_tb *tb, size_t n)
+{
+    struct block *b = calloc(1, sizeof *b);
+    struct m4_insn prev = {0, M4_BRANCH, -1, 0}, cur = prev;
+    size_t i;
+    if (!b)
+        abort();
+    for (i = 0; i < n; i++) {
+        struct qemu_plugin_insn *insn = qemu_plugin_tb_get_insn(tb, i);
+        char *text = qemu_plugin_insn_disas(insn);
+        m4_cost(text ? text : "", &cur, &prev);
+        free(text);
+        b->cycles += (uint64_t)cur.cycles;
+        prev = cur;
+        if (i == 0)
+            b->pc = qemu_plugin_insn_vaddr(insn);
+        if (i + 1 == n)
+            b->fall = qemu_plugin_insn_vaddr(insn) + qemu_plugin_insn_size(insn);
+    }
+    b->branch = cur.branch;
+    qemu_plugin_register_vcpu_tb_exec_cb(tb, on_block, QEMU_PLUGIN_CB_NO_REGS, b);
+}
 
 static void on_mark(unsigned int vcpu, void *udata)
 {
-    char buf[96];
+    char buf[128];
     (void)vcpu;
-    snprintf(buf, sizeof buf, "insn_marks: pc=0x%" PRIx64 " total=%" PRIu64 "\n",
-             (uint64_t)(uintptr_t)udata, total);
+    snprintf(buf, sizeof buf, "insn_marks: pc=0x%" PRIx64 " total=%" PRIu64 " cycles=%" PRIu64 "\n",
+             (uint64_t)(uintptr_t)udata, total, cycles);
     qemu_plugin_outs(buf);
 }
 
@@ -57,6 +110,8 @@ static void on_tb_trans(qemu_plugin_id_t id, struct qemu_plugin_tb *tb)
     int m;
     (void)id;
     qemu_plugin_register_vcpu_tb_exec_inline(tb, QEMU_PLUGIN_INLINE_ADD_U64, &total, n);
+    if (timing && n)
+        add_timing(tb, n);
     for (i = 0; i < n; i++) {
         struct qemu_plugin_insn *insn = qemu_plugin_tb_get_insn(tb, i);
         uint64_t pc = qemu_plugin_insn_vaddr(insn);
@@ -72,7 +127,7 @@ static void on_exit_cb(qemu_plugin_id_t id, void *p)
     char buf[64];
     (void)id;
     (void)p;
-    snprintf(buf, sizeof buf, "insn_marks: exit total=%" PRIu64 "\n", total);
+    snprintf(buf, sizeof buf, "insn_marks: exit total=%" PRIu64 " cycles=%" PRIu64 "\n", total, cycles);
     qemu_plugin_outs(buf);
 }
 
@@ -83,6 +138,8 @@ EXPORT int qemu_plugin_install(qemu_plugin_id_t id, const qemu_info_t *info, int
     for (i = 0; i < argc && nmarks < MAX_MARKS; i++)
         if (strncmp(argv[i], "mark=", 5) == 0)
             marks[nmarks++] = strtoull(argv[i] + 5, NULL, 0);
+        else if (strcmp(argv[i], "timing=cortex-m4") == 0)
+            timing = 1;
     qemu_plugin_register_vcpu_tb_trans_cb(id, on_tb_trans);
     qemu_plugin_register_atexit_cb(id, on_exit_cb, NULL);
     return 0;
