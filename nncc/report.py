@@ -88,7 +88,7 @@ def build_report(g: Graph, plan: MemoryPlan, target: str = "host",
 
 
 def _io(g: Graph, t: str) -> dict:
-    from .codegen.emit import CTYPES
+    from .dtypes import CTYPES
     info = g.tensors[t]
     io = {"name": t, "shape": list(info.shape), "dtype": info.dtype, "ctype": CTYPES[info.dtype]}
     if info.quant is not None:  # int8 builds: real = scale * (q - zero_point)

@@ -11,6 +11,7 @@ from pathlib import Path
 
 import numpy as np
 
+from ..dtypes import CTYPES
 from ..ir import Graph, TensorInfo
 from ..memory import MemoryPlan
 from ..ops import make_op
@@ -22,8 +23,6 @@ from .env import make_env
 # Above this many weight bytes, weights are emitted as one byte-string blob: gcc parses a
 # string literal ~10x faster and in a third of the memory of a list of float literals.
 BLOB_THRESHOLD = 1 << 20
-CTYPES = {"float32": "float", "int8": "int8_t", "uint8": "uint8_t", "int16": "int16_t",
-          "int32": "int32_t", "int64": "int64_t"}
 
 
 @dataclass

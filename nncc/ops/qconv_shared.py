@@ -29,6 +29,8 @@ when in place (a pixel's channels, a channel's plane). The generated C is the sa
 on every target, so a layer whose shape takes the "mm" kind reserves its scratch on every target."""
 from __future__ import annotations
 
+from ..dtypes import int_range
+
 COL_MAX = 576  # taps of the "mm" kind's window (up to a multiple of 4) widened in the scratch
 MM_BLOCK = 16  # output channels of the "mm" kind's block: their 2 pixels' int32 sums in the scratch
 DW3_BUF = 1024  # the most bytes of padded input rows the 3x3 depthwise kernel holds at once
@@ -40,8 +42,6 @@ FIELDS = {"multiplier": "int32_t", "C": "int16_t", "M": "int16_t", "group": "int
           "sw": "int8_t", "dh": "int8_t", "dw": "int8_t", "x_zp": "int8_t", "y_zp": "int8_t",
           "act_min": "int8_t", "act_max": "int8_t", "shift_base": "int8_t", "pack_bits": "int8_t",
           "bias_shift": "int8_t", "acc30": "int8_t", "q8": "int8_t"}
-RANGES = {"int32_t": (-2 ** 31, 2 ** 31 - 1), "int16_t": (-2 ** 15, 2 ** 15 - 1),
-          "int8_t": (-128, 127)}
 # A fused QAdd's numbers (QAdd.add_params() keys -> field, C type), in their own struct.
 QADD_FIELDS = {"a_mult": ("a_mult", "int32_t"), "b_mult": ("b_mult", "int32_t"),
                "y_mult": ("y_mult", "int32_t"), "a_zero_point": ("a_zp", "int8_t"),
@@ -54,7 +54,7 @@ RUNTIME_Q = {"y_zero_point": "p->y_zp", "act_min": "p->act_min", "act_max": "p->
 
 
 def _fits(values: dict, types: dict) -> bool:
-    return all(v is not None and RANGES[types[f]][0] <= int(v) <= RANGES[types[f]][1]
+    return all(v is not None and int_range(types[f])[0] <= int(v) <= int_range(types[f])[1]
                for f, v in values.items())
 
 

@@ -13,12 +13,13 @@ from __future__ import annotations
 
 import numpy as np
 
+from ..dtypes import int_range
 from ..errors import ShapeError
 from ..ir import TensorInfo
 from . import Op, register
 from .conv import Conv, conv_reference
 
-QTYPES = {"int8": (-128, 127), "uint8": (0, 255)}
+QTYPES = {d: int_range(d) for d in ("int8", "uint8")}
 
 
 def broadcast_param(p: np.ndarray, ndim: int, axis: int) -> np.ndarray:

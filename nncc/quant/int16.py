@@ -24,10 +24,11 @@ from __future__ import annotations
 
 import numpy as np
 
+from ..dtypes import int_range
 from ..ir import QuantParams
 from . import fixed_point as fp
 
-RANGES = {"int8": (-128, 127), "int16": (-32768, 32767)}
+RANGES = {d: int_range(d) for d in ("int8", "int16")}  # the quantized types
 MAX_TERMS_16 = (1 << 24) - 1
 BIAS_LIMIT = 1 << 46
 ZERO_RANGE_SCALE = 2.0 ** -15
