@@ -125,6 +125,10 @@ class Conv(Op):
         """(0, variant) when a kernel can write y over x (see the module docstring)."""
         if self.template != Conv.template:
             return None  # subclasses (QConv) have their own templates, without these variants
+        return self.inplace_variant(ins, outs)
+
+    def inplace_variant(self, ins, outs) -> tuple[int, str] | None:
+        """(0, "dw_inplace" or "pw_inplace") when the shapes let y go over x, else None."""
         x, w, y = ins[0], ins[1], outs[0]
         if tuple(x.shape) != tuple(y.shape) or x.dtype != y.dtype:
             return None
@@ -139,8 +143,7 @@ class Conv(Op):
 
     def workspace_bytes(self, ins, outs, kernel="direct"):
         y = outs[0]
+        item = np.dtype(y.dtype).itemsize
         if kernel == "dw_inplace":
-            return int(np.prod(y.shape[2:])) * 4  # one output plane
-        if kernel == "pw_inplace":
-            return y.shape[1] * 4  # one pixel's output channels
-        return 0
+            return item * int(np.prod(y.shape[2:]))  # one output plane
+        return item * y.shape[1] if kernel == "pw_inplace" else 0  # one pixel's output channels

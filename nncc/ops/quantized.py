@@ -216,25 +216,13 @@ class QConv(_QMixin, Conv):
         """Conv's two variants writing y over x (nncc/ops/conv.py), in conv_q.c.j2: the
         specialized kernels requantize into a copy buffer, then copy over x; the shared ones
         (qconv_shared.py) keep the inputs still to be read in their scratch instead."""
-        x, w, y = ins[0], ins[1], outs[0]
-        if self.qadd is not None or tuple(x.shape) != tuple(y.shape) or x.dtype != y.dtype:
-            return None
-        win = self.geometry(x, w)
-        c, m = x.shape[1], w.shape[0]
-        if self.group == c == m:
-            return 0, "dw_inplace"
-        unit = all(v == 1 for v in win.kernel + win.strides) and not any(win.pads_begin + win.pads_end)
-        return (0, "pw_inplace") if self.group == 1 and c == m and unit else None
+        return None if self.qadd is not None else self.inplace_variant(ins, outs)
 
     def workspace_bytes(self, ins, outs, kernel="direct"):
         shared = self.context(ins, outs, kernel)
         if shared["shared"]:  # a copy buffer or a scratch, as nncc/ops/qconv_shared.py sizes it
             return shared["ws_bytes"]
-        y = outs[0]
-        item = np.dtype(y.dtype).itemsize
-        if kernel == "dw_inplace":
-            return item * int(np.prod(y.shape[2:]))  # one output plane
-        return item * y.shape[1] if kernel == "pw_inplace" else 0  # one pixel's output channels
+        return super().workspace_bytes(ins, outs, kernel)
 
 
 def int_conv(x, w, win: Window, group: int) -> np.ndarray:
