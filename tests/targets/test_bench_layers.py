@@ -70,6 +70,14 @@ def test_per_layer(tmp_path, target, precision):
     # 4x the MACs: between 2x and 5x the instructions (per-pixel overheads weigh more in a: an
     # int8 DSP kernel gathers each pixel's window once, 2x the taps in b for 4x the MACs)
     assert 2 * a < b < 5 * a, (a, b)
+    # cortex-m4's timing model: cycles per layer, repeatable, at least one per instruction
+    if target == "cortex-m4":
+        assert [r.cycles for r in again.layers] == [r.cycles for r in lb.layers]
+        assert all(r.instructions <= r.cycles < 3 * r.instructions for r in lb.layers)
+        assert sum(r.cycles for r in lb.layers) <= lb.marked_cycles
+        assert lb.total.instructions <= lb.total.cycles
+    else:
+        assert lb.marked_cycles is None and lb.total.cycles is None
 
 
 def test_cli_per_layer(tmp_path, capsys):
@@ -78,4 +86,5 @@ def test_cli_per_layer(tmp_path, capsys):
     out = capsys.readouterr().out
     _, rows = layer_rows(bench_layers(two_convs(tmp_path), "cortex-m4"))
     assert "instr/MAC" in out and "% of total" in out and "glue" in out and "unmarked build" in out
+    assert "cycles/MAC" in out and "cycles per inference" in out
     assert rows[-1][4] in out  # the total, as the table prints it

@@ -265,7 +265,8 @@ def test_int8_cli(tmp_path, capsys):
     assert "host C (exact)" in text and "reference (integer)" in text and "PASS" in text
     assert main(["validate", model, *q]) == 0  # the host path handles int8 too
     assert main(["bench", model, "--target", "cortex-m4", *q]) == 0
-    assert "instructions per MAC" in capsys.readouterr().out
+    out = capsys.readouterr().out
+    assert "instructions per MAC" in out and "cycles per inference" in out
     qo = QuantOptions(samples=[{"x": rng.standard_normal((1, 3, 9, 9)).astype(np.float32)} for _ in range(3)])
     b = bench(model, "cortex-m4", quant=qo)
     assert b.macs > 0 and b.instructions == bench(model, "cortex-m4", quant=qo).instructions  # deterministic
