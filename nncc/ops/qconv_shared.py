@@ -180,16 +180,16 @@ def shared_context(op, ctx: dict, ins, outs, kernel: str | None = None) -> dict:
         parts = ["qconv_params", "qadd_params", out, qadd_fn]
     fn = f"nncc_qconv_{kind}_ob{ob}_{tail}"
     outs = f"nncc_qconv_outs_{tail}"
-    # the "mm" kind's pixel pairs have a helper of their own (fixed scaling, a bias, no QAdd);
-    # so have the "dw3" kind's rows at stride 1 across (fixed scaling, no QAdd)
+    # the "mm" kind's pixel pairs go from sums to outputs in nncc_qconv_mm_sums() (fixed scaling,
+    # a bias, no QAdd); the "dw3" kind's rows at stride 1 across have a helper of their own
+    # (fixed scaling, no QAdd)
     pairs = kind == "mm" and ctx["scaling"] == "fixed" and ctx["has_bias"] and add["qa"] is None
     dw3_row = kind == "dw3" and ctx["scaling"] == "fixed" and add["qa"] is None
-    parts += {"mm": ["nncc_qconv_col", "nncc_qconv_widen", "nncc_qconv_mm_sums", outs] + [f"{outs}_pairs"] * pairs
-              + [f"{fn}_portable", fn],
+    parts += {"mm": ["nncc_qconv_col", "nncc_qconv_widen", "nncc_qconv_mm_sums", outs, f"{fn}_portable", fn],
               "dw3": ["nncc_qconv_dw3_sums"] + ["nncc_qconv_dw3_row"] * dw3_row + [outs, fn]}.get(kind, [fn])
     # the paths of the shared pieces only some layers take, OR-ed over the model by the emitter
     # (k.needs): on cores with the DSP extension a path no layer takes is left out
-    needs = {"requant_general": ctx["scaling"] != "fixed" or not qp["q8"],
+    needs = {"requant_general": ctx["scaling"] != "fixed" or not qp["q8"], "mm_q8": pairs and bool(qp["q8"]),
              "dw3_scalar": kind == "dw3" and not (dw3_row and qp["q8"] and g["s"][2] <= 2)}
     return {"shared": parts, "shared_fn": fn, "shared_needs": needs, "shared_out": out, "shared_qadd": qadd_fn,
             "shared_outs": outs, "shared_kind": kind,

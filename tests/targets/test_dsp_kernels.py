@@ -162,6 +162,27 @@ def test_dsp_mm_one_step(tmp_path):
     m4_equals_host(tmp_path, path, QuantOptions(samples=samples(xs, 4, 0)), samples(xs, 2, 2))
 
 
+@pytest.mark.parametrize("opt", ["", "-O0"])
+def test_dsp_mm_odd_channels_in_place(tmp_path, opt):
+    """A pair's outputs straight from its sums (flagged q8, a bias): an odd channel count's last
+    pair stores one channel. In place over a batch of 2 (1x1 5 -> 5), a store past the last
+    channel of image 0 would land on image 1's inputs before they are read. Also the C form
+    (unoptimized builds)."""
+    xs = (2, 3, 4, 5)
+    rng = np.random.default_rng(12)
+    nodes, inits = [], {}
+    for name, x, y, ws in [("a", "x", "a", (5, 3, 1, 1)), ("b", "a", "y", (5, 5, 1, 1))]:
+        n, i = conv(rng, name, x, y, ws, True)
+        nodes.append(n)
+        inits.update(i)
+    path = save(make_model(nodes, [("x", xs)], [("y", None)], inits), tmp_path)
+    res = build(path, tmp_path / "host", samples(xs, 4, 0))
+    assert [r["kernel"] for r in res.report["layers"]] == ["direct", "pw_inplace"]
+    assert [v["q8"] for v in structs(next(res.out_dir.glob("*.c")).read_text())] == [1, 1]
+    need("cortex-m4")
+    m4_equals_host(tmp_path, path, QuantOptions(samples=samples(xs, 4, 0)), samples(xs, 2, 2), opt)
+
+
 def test_dsp_paths_narrow_clamp(tmp_path):
     """Layers whose clamp is narrower than int8's (a Relu whose output shares a Concat's range:
     act_min > -128) are not flagged q8 and take the general requantization on the DSP paths: a
