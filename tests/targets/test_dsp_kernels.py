@@ -147,17 +147,22 @@ def test_dsp_dw3_rows(tmp_path):
     m4_equals_host(tmp_path, path, QuantOptions(samples=samples(xs, 4, 0)), samples(xs, 2, 2))
 
 
+def convs(tmp_path, xs, seed: int, layers) -> Path:
+    """A model of convolutions with bias: (name, input, output, weight shape) each."""
+    rng = np.random.default_rng(seed)
+    nodes, inits = [], {}
+    for name, x, y, ws in layers:
+        n, i = conv(rng, name, x, y, ws, True)
+        nodes.append(n)
+        inits.update(i)
+    return save(make_model(nodes, [("x", xs)], [("y", None)], inits), tmp_path)
+
+
 def test_dsp_mm_one_step(tmp_path):
     """Weight rows of one 4-tap step (the loop entered at its second half): 1x1 layers 3 -> 4
     (3 taps and a byte of slack) and 4 -> 5 (an odd channel count); the same as the host."""
     xs = (1, 3, 5, 4)
-    rng = np.random.default_rng(9)
-    nodes, inits = [], {}
-    for name, x, y, ws in [("a", "x", "a", (4, 3, 1, 1)), ("b", "a", "y", (5, 4, 1, 1))]:
-        n, i = conv(rng, name, x, y, ws, True)
-        nodes.append(n)
-        inits.update(i)
-    path = save(make_model(nodes, [("x", xs)], [("y", None)], inits), tmp_path)
+    path = convs(tmp_path, xs, 9, [("a", "x", "a", (4, 3, 1, 1)), ("b", "a", "y", (5, 4, 1, 1))])
     need("cortex-m4")
     m4_equals_host(tmp_path, path, QuantOptions(samples=samples(xs, 4, 0)), samples(xs, 2, 2))
 
@@ -169,13 +174,7 @@ def test_dsp_mm_odd_channels_in_place(tmp_path, opt):
     channel of image 0 would land on image 1's inputs before they are read. Also the C form
     (unoptimized builds)."""
     xs = (2, 3, 4, 5)
-    rng = np.random.default_rng(12)
-    nodes, inits = [], {}
-    for name, x, y, ws in [("a", "x", "a", (5, 3, 1, 1)), ("b", "a", "y", (5, 5, 1, 1))]:
-        n, i = conv(rng, name, x, y, ws, True)
-        nodes.append(n)
-        inits.update(i)
-    path = save(make_model(nodes, [("x", xs)], [("y", None)], inits), tmp_path)
+    path = convs(tmp_path, xs, 12, [("a", "x", "a", (5, 3, 1, 1)), ("b", "a", "y", (5, 5, 1, 1))])
     res = build(path, tmp_path / "host", samples(xs, 4, 0))
     assert [r["kernel"] for r in res.report["layers"]] == ["direct", "pw_inplace"]
     assert [v["q8"] for v in structs(next(res.out_dir.glob("*.c")).read_text())] == [1, 1]
