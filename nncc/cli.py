@@ -91,10 +91,11 @@ def build_parser() -> argparse.ArgumentParser:
     _quant_args(p)
     _common(p)
 
-    p = sub.add_parser("bench", help="instructions executed per inference (valgrind / QEMU)")
+    p = sub.add_parser("bench", help="instructions executed per inference (valgrind / QEMU); "
+                       "on cortex-m4 also a cycle estimate")
     p.add_argument("model")
     p.add_argument("--target", default="host")
-    p.add_argument("--per-layer", action="store_true", help="also the instructions of each layer")
+    p.add_argument("--per-layer", action="store_true", help="also the instructions (and cycles) of each layer")
     _quant_args(p)
     _common(p)
 
