@@ -7,7 +7,7 @@ import numpy as np
 from . import __version__
 from .ir import Graph
 from .memory import MemoryPlan
-from .ops import make_op
+from .ops import KEEP_FLOAT, make_op
 
 
 def _weights(g: Graph, node) -> tuple[int, int]:
@@ -24,10 +24,6 @@ def layer_bits(g: Graph, node) -> int:
     """Bit width of a layer: that of its output tensor's dtype (8, 16, 32)."""
     outs = [t for t in node.outputs if t]
     return 8 * np.dtype(g.tensors[outs[0]].dtype).itemsize if outs else 32
-
-
-# Set on a node the quantizer left in float on request (nncc/quant/mixed.py, --keep-float).
-KEEP_FLOAT = "nncc_keep_float"
 
 
 def precision(g: Graph) -> str:

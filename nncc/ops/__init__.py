@@ -131,6 +131,9 @@ class Op:
 # Node attribute set by passes/fuse_activation.py: {"op": "Relu", "params": {...}}, where params
 # are the activation's `params()` -- the same dict templates/ops/_activation.j2's act() reads.
 FUSED_ACTIVATION = "nncc_activation"
+# Node attribute set on a node the quantizer left in float on request (quant/mixed.py,
+# --keep-float); report.precision() reads it.
+KEEP_FLOAT = "nncc_keep_float"
 
 
 def apply_fused_activation(node: Node, y: np.ndarray) -> np.ndarray:

@@ -18,8 +18,8 @@ from __future__ import annotations
 
 from ..errors import UnsupportedOp, UsageError
 from ..ir import Graph, Node, TensorInfo
+from ..ops import KEEP_FLOAT
 from ..passes._util import fresh_name
-from ..report import KEEP_FLOAT
 from .int16 import qrange, sym_params
 from .rewrite import POOLS, VIEWS, Rewriter, clamp_bounds, matmul_bias_add
 
