@@ -171,8 +171,8 @@ def test_dsp_mm_one_step(tmp_path):
 def test_dsp_mm_odd_channels_in_place(tmp_path, opt):
     """A pair's outputs straight from its sums (flagged q8, a bias): an odd channel count's last
     pair stores one channel. In place over a batch of 2 (1x1 5 -> 5), a store past the last
-    channel of image 0 would land on image 1's inputs before they are read. Also the C form
-    (unoptimized builds)."""
+    channel of image 0 would land on image 1's inputs before they are read. Unoptimized builds
+    store the sums and take the outputs helper instead."""
     xs = (2, 3, 4, 5)
     path = convs(tmp_path, xs, 12, [("a", "x", "a", (5, 3, 1, 1)), ("b", "a", "y", (5, 5, 1, 1))])
     res = build(path, tmp_path / "host", samples(xs, 4, 0))

@@ -26,7 +26,7 @@
 
 #include "m4_timing.h"
 
-enum { NONE = -1, SP = 13, LR = 14, PC = 15 };
+enum { NONE = -1, PC = 15 };
 
 static const char *const CONDS[] = {"eq", "ne", "cs", "hs", "cc", "lo", "mi", "pl", "vs",
                                     "vc", "hi", "ls", "ge", "lt", "gt", "le", "al"};
@@ -82,12 +82,13 @@ static int fpu_words(const char *s)
     const char *p = strchr(s, '{');
     for (; p && *p && *p != '}'; p++) {
         if ((*p == 's' || *p == 'd') && isdigit((unsigned char)p[1])) {
-            int w = *p == 'd' ? 2 : 1;
-            long a = strtol(p + 1, (char **)&p, 10), b = a;
-            if (*p == '-' && (p[1] == 's' || p[1] == 'd'))
-                b = strtol(p + 2, (char **)&p, 10);
+            const int w = *p == 'd' ? 2 : 1;
+            char *end;
+            long a = strtol(p + 1, &end, 10), b = a;
+            if (*end == '-' && (end[1] == 's' || end[1] == 'd'))
+                b = strtol(end + 2, &end, 10);
             words += (int)(b - a + 1) * w;
-            p--;
+            p = end - 1;
         }
     }
     return words ? words : 1;
@@ -139,7 +140,7 @@ void m4_cost(const char *text, struct m4_insn *out, const struct m4_insn *prev)
         unsigned list = l && r ? regs_in(l, (size_t)(r - l), &count) : (count = 1, 0);
         out->kind = M4_MULTIPLE;
         out->cycles = 1 + count;
-        out->branch = (m[0] == 'l' || m[0] == 'p') && ((list >> PC) & 1);
+        out->branch = (starts(m, "ldm") || starts(m, "pop")) && ((list >> PC) & 1);
     } else if (starts(m, "ldr")) {
         out->kind = M4_LOAD;
         out->dest = first;

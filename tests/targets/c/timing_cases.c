@@ -29,5 +29,6 @@ int main(void)
     CASE("cmp r0, r0\n\tit eq\n\tmoveq r1, r2\n\t");
     CASE("movs r0, #7\n\tmovs r1, #2\n\tsdiv r2, r0, r1\n\t");
     CASE("vadd.f32 s0, s1, s2\n\tvmla.f32 s0, s1, s2\n\tvldr s1, [sp]\n\t");
+    CASE("vpush {s0, s1}\n\tvpop {s0, s1}\n\t");
     return 0;
 }
