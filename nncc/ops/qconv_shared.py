@@ -96,6 +96,12 @@ def weight_slack(w_shape, group: int) -> int:
     return _align4(kc) - kc if group == 1 else 0
 
 
+def packed_slack(w_shape, group: int) -> int:
+    """Packed int16 the "mm" kind may read past a group-1 layer's last: a channel pair's two
+    are read together, an odd channel count's last pair included."""
+    return int(w_shape[0]) % 2 if group == 1 else 0
+
+
 def _q8(right_min: int, right_max: int, act_min: int, act_max: int) -> bool:
     """nncc_q8_30() applies: right shifts within 1..22 and the full int8 clamp."""
     return 1 <= right_min and right_max <= 22 and (act_min, act_max) == (-128, 127)

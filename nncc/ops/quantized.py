@@ -40,7 +40,7 @@ from ..quant import int16 as q16
 from . import Op, register
 from .conv import Conv
 from .pool import AveragePool, GlobalAveragePool, GlobalMaxPool, MaxPool, Window, tap_counts
-from .qconv_shared import shared_context, weight_slack
+from .qconv_shared import packed_slack, shared_context, weight_slack
 
 MAX_TERMS = (2 ** 31 - 1) // (255 * 127)
 # QConv attribute of a fused QAdd: {"name", "conv_first": conv output is the Add's operand a,
@@ -210,7 +210,12 @@ class QConv(_QMixin, Conv):
 
     def const_slack(self, ins):
         w = ins[1]
-        return {1: weight_slack(w.shape, self.group)} if w.dtype == "int8" else {}
+        if w.dtype != "int8":
+            return {}
+        slack = {1: weight_slack(w.shape, self.group)}
+        if len(ins) > 2 and ins[2] is not None:
+            slack[2] = packed_slack(w.shape, self.group)
+        return slack
 
     def inplace_kernel(self, ins, outs) -> tuple[int, str] | None:
         """Conv's two variants writing y over x (nncc/ops/conv.py), in conv_q.c.j2: the
