@@ -328,6 +328,14 @@ static inline uint32_t nncc_sxtab16_ror8(uint32_t a, uint32_t v)
     return r;
 }
 
+/* the low half of a and the high half of b << 8 (PKHBT) */
+static inline uint32_t nncc_pkhbt_lsl8(uint32_t a, uint32_t b)
+{
+    uint32_t r;
+    __asm__("pkhbt %0, %1, %2, lsl #8" : "=r"(r) : "r"(a), "r"(b));
+    return r;
+}
+
 /* nncc_requantize_r8h() of the full int8 range for |acc| < 2^30, 0 <= m, 1 <= right <= 22, from
  * a2 = 2 acc and rz = nncc_q8_rz(right, zp): the zero point joins the rounding term (a multiple
  * of 2^right shifts out exactly; |x| <= 2^30 and |rz| < 2^30 cannot overflow). */
