@@ -148,11 +148,11 @@ def test_dsp_dw3_rows(tmp_path):
 
 
 def convs(tmp_path, xs, seed: int, layers) -> Path:
-    """A model of convolutions with bias: (name, input, output, weight shape) each."""
+    """A model of convolutions with bias: (name, input, output, weight shape[, attributes]) each."""
     rng = np.random.default_rng(seed)
     nodes, inits = [], {}
-    for name, x, y, ws in layers:
-        n, i = conv(rng, name, x, y, ws, True)
+    for name, x, y, ws, *attrs in layers:
+        n, i = conv(rng, name, x, y, ws, True, **(attrs[0] if attrs else {}))
         nodes.append(n)
         inits.update(i)
     return save(make_model(nodes, [("x", xs)], [("y", None)], inits), tmp_path)
@@ -163,6 +163,21 @@ def test_dsp_mm_one_step(tmp_path):
     (3 taps and a byte of slack) and 4 -> 5 (an odd channel count); the same as the host."""
     xs = (1, 3, 5, 4)
     path = convs(tmp_path, xs, 9, [("a", "x", "a", (4, 3, 1, 1)), ("b", "a", "y", (5, 4, 1, 1))])
+    need("cortex-m4")
+    m4_equals_host(tmp_path, path, QuantOptions(samples=samples(xs, 4, 0)), samples(xs, 2, 2))
+
+
+def test_dsp_gather_3x3(tmp_path):
+    """The gatherer's rows of 3 taps: inside the input at stride 1 (a word's byte pairs), at
+    stride 2 (pairs that straddle output rows included) and above and below it (pads on top and
+    bottom only: whole rows); the same as the host."""
+    xs = (1, 3, 9, 9)
+    path = convs(tmp_path, xs, 14, [("a", "x", "a", (4, 3, 3, 3)),
+                                    ("b", "a", "b", (5, 4, 3, 3), {"strides": [2, 2]}),
+                                    ("c", "b", "y", (4, 5, 3, 3), {"pads": [1, 0, 1, 0]})])
+    res = build(path, tmp_path / "host", samples(xs, 4, 0))
+    code = next(res.out_dir.glob("*.c")).read_text()
+    assert "nncc_pkhbt_lsl8(u, u)" in code and "whole rows of 3 taps" in code
     need("cortex-m4")
     m4_equals_host(tmp_path, path, QuantOptions(samples=samples(xs, 4, 0)), samples(xs, 2, 2))
 
