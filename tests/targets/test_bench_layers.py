@@ -66,7 +66,9 @@ def test_per_layer(tmp_path, target, precision):
     assert 0 <= lb.glue < 0.01 * lb.marked
     assert abs(lb.total.instructions - lb.marked) < 0.05 * lb.total.instructions
     a, b = (r.instructions for r in lb.layers)
-    assert a > 2 * SMALL and b > 2 * BIG  # at least a multiply and an add per MAC
+    # at least a multiply and an add per MAC; on cortex-m4 int8, a SMLAD per 2 MACs
+    least = 0.5 if kw and target == "cortex-m4" else 2
+    assert a > least * SMALL and b > least * BIG
     # 4x the MACs: between 2x and 5x the instructions (per-pixel overheads weigh more in a: an
     # int8 DSP kernel gathers each pixel's window once, 2x the taps in b for 4x the MACs)
     assert 2 * a < b < 5 * a, (a, b)
