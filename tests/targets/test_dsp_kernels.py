@@ -243,6 +243,18 @@ def test_weight_slack(tmp_path, blob):
     assert (after[0] if after else size) >= f + 20 + 3
 
 
+def test_packed_slack(tmp_path):
+    """nncc_qconv_mm_sums() reads a channel pair's two packed int16 together: a group-1 layer
+    with an odd channel count (1x1 3 -> 5) carries one zero more; an even one (5 -> 4) none."""
+    xs = (1, 3, 4, 4)
+    path = convs(tmp_path, xs, 12, [("a", "x", "a", (5, 3, 1, 1)), ("b", "a", "y", (4, 5, 1, 1))])
+    res = compile_model(path, tmp_path / "p", force=True, quant=QuantOptions(samples=samples(xs, 2, 0)))
+    text = next(res.out_dir.glob("*_weights.h")).read_text()
+    decl = re.findall(r"/\* \S+: (\d+)(, and 1 zeros a kernel may read past its end)? \*/\n"
+                      r"static const int16_t \w+\[(\d+)\]", text)
+    assert sorted(decl) == [("4", "", "4"), ("5", ", and 1 zeros a kernel may read past its end", "6")]
+
+
 def test_q8_requantization_equals_general(tmp_path):
     """nncc_q8_30() (nncc_fixed.h), the DSP paths' one requantization of the layers flagged q8
     (qconv_shared.py), equals nncc_requantize() on 200,000 draws over its whole domain: the
