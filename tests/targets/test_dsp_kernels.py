@@ -182,14 +182,15 @@ def test_dsp_gather_3x3(tmp_path):
     m4_equals_host(tmp_path, path, QuantOptions(samples=samples(xs, 4, 0)), samples(xs, 2, 2))
 
 
-@pytest.mark.parametrize("opt", ["", "-O0"])
-def test_dsp_mm_odd_channels_in_place(tmp_path, opt):
+@pytest.mark.parametrize("opt,m", [("", 5), ("-O0", 5), ("", 17)])
+def test_dsp_mm_odd_channels_in_place(tmp_path, opt, m):
     """A pair's outputs straight from its sums (flagged q8, a bias): an odd channel count's last
-    pair stores one channel. In place over a batch of 2 (1x1 5 -> 5), a store past the last
-    channel of image 0 would land on image 1's inputs before they are read. Unoptimized builds
-    store the sums and take the outputs helper instead."""
+    channel is computed and stored alone (5 channels: after two pairs; 17: a block of 16, then a
+    block of one). In place over a batch of 2 (1x1 m -> m), a store past the last channel of
+    image 0 would land on image 1's inputs before they are read. Unoptimized builds store the
+    sums and take the outputs helper instead."""
     xs = (2, 3, 4, 5)
-    path = convs(tmp_path, xs, 12, [("a", "x", "a", (5, 3, 1, 1)), ("b", "a", "y", (5, 5, 1, 1))])
+    path = convs(tmp_path, xs, 12, [("a", "x", "a", (m, 3, 1, 1)), ("b", "a", "y", (m, m, 1, 1))])
     res = build(path, tmp_path / "host", samples(xs, 4, 0))
     assert [r["kernel"] for r in res.report["layers"]] == ["direct", "pw_inplace"]
     assert [v["q8"] for v in structs(next(res.out_dir.glob("*.c")).read_text())] == [1, 1]
