@@ -336,12 +336,23 @@ static inline uint32_t nncc_pkhbt_lsl8(uint32_t a, uint32_t b)
     return r;
 }
 
+/* SMMLAR: h + the rounded high word of a * m. With m >= 0 the product's sign is a's, or the
+ * product is 0: nncc_rdbpot_rz() of the high word x is (nncc_smmlar(a, m, rz) + (a >> 31)) >>
+ * right, as x + rz - 1 and x + rz shift to the same value when x = 0 (rz = 2^(right - 1) + a
+ * multiple of 2^right, right >= 1); with right 0 and rz 0, a's sign must not be added. */
+static inline int32_t nncc_smmlar(int32_t a, int32_t m, int32_t h)
+{
+    int32_t x;
+    __asm__("smmlar %0, %1, %2, %3" : "=r"(x) : "r"(a), "r"(m), "r"(h));
+    return x;
+}
+
 /* nncc_requantize_r8h() of the full int8 range for |acc| < 2^30, 0 <= m, 1 <= right <= 22, from
  * a2 = 2 acc and rz = nncc_q8_rz(right, zp): the zero point joins the rounding term (a multiple
  * of 2^right shifts out exactly; |x| <= 2^30 and |rz| < 2^30 cannot overflow). */
 static inline int32_t nncc_q8_30(int32_t a2, int32_t m, int32_t rz, int right)
 {
-    return __ssat(nncc_rdbpot_rz(nncc_smmulr(a2, m), rz, right), 8);
+    return __ssat((nncc_smmlar(a2, m, rz) + (a2 >> 31)) >> right, 8);
 }
 #endif
 
