@@ -244,6 +244,23 @@ def test_weight_slack(tmp_path, blob):
     assert (after[0] if after else size) >= f + 20 + 3
 
 
+def test_dsp_gemm_4_outputs(tmp_path):
+    """The int8 Gemm's 4-output assembly: 8 inputs per loop turn where K % 8 == 0 (12 -> 8 has
+    K % 8 == 4: one step of 4 per turn; 8 -> 4: two); the same as the host."""
+    rng = np.random.default_rng(15)
+    inits = {"W1": rng.standard_normal((8, 12)).astype(np.float32) * 0.4, "B1": rng.standard_normal(8).astype(np.float32),
+             "W2": rng.standard_normal((4, 8)).astype(np.float32) * 0.4, "B2": rng.standard_normal(4).astype(np.float32)}
+    nodes = [helper.make_node("Gemm", ["x", "W1", "B1"], ["h"], transB=1), helper.make_node("Relu", ["h"], ["r"]),
+             helper.make_node("Gemm", ["r", "W2", "B2"], ["y"], transB=1)]
+    xs = (1, 12)
+    path = save(make_model(nodes, [("x", xs)], [("y", None)], inits), tmp_path)
+    res = build(path, tmp_path / "host", samples(xs, 6, 0))
+    code = next(res.out_dir.glob("*.c")).read_text()
+    assert code.count('"ldr %[t], [%[a]], #4\\n\\t"') == 3  # once in the first layer's loop, twice in the second's
+    need("cortex-m4")
+    m4_equals_host(tmp_path, path, QuantOptions(samples=samples(xs, 6, 0)), samples(xs, 3, 2))
+
+
 def test_packed_slack(tmp_path):
     """nncc_qconv_mm_sums() reads a channel pair's two packed int16 together: a group-1 layer
     with an odd channel count (1x1 3 -> 5) carries one zero more; an even one (5 -> 4) none."""
