@@ -196,6 +196,7 @@ def shared_context(op, ctx: dict, ins, outs, kernel: str | None = None) -> dict:
     # the paths of the shared pieces only some layers take, OR-ed over the model by the emitter
     # (k.needs): on cores with the DSP extension a path no layer takes is left out
     needs = {"requant_general": ctx["scaling"] != "fixed" or not qp["q8"], "mm_q8": pairs and bool(qp["q8"]),
+             "mm_sums": kind == "mm" and not (pairs and qp["q8"]),
              "dw3_scalar": kind == "dw3" and not (dw3_row and qp["q8"] and g["s"][2] <= 2),
              "col_kw3": kind == "mm" and g["k"][2] == 3,
              "col_three": kind == "mm" and g["k"][2] == 3 and g["s"][2] == g["d"][2] == 1}
