@@ -16,8 +16,8 @@ channels x 2 pixels per step on int16 pairs (SMLAD, an assembly loop) and "dw3" 
 across whole rows, two outputs per step, requantized in registers. A layer flagged `q8` (full
 int8 clamp, right shifts 1..22, |sum + bias| < 2^30: every MLPerf Tiny layer) requantizes by
 nncc_q8_30(); a fused QAdd flagged `fast` is computed inline too. Other targets compile the
-portable loops (the "mm" kind: a pixel's window as int16 in the scratch, 4 channels x 4 taps per
-step), with the same numbers. `shared_needs` tells the emitter which paths a layer takes; the
+portable loops (the "mm" kind: two pixels' windows as int16 in the scratch, 2 channels x 4 taps
+per step; ARMv6-M one pixel's), with the same numbers. `shared_needs` tells the emitter which paths a layer takes; the
 shared functions leave out, on DSP cores, the paths no layer of the model takes (k.needs).
 
 Workspace: the "mm" and "dw3" kinds' scratch (widened inputs and sums; padded rows and sums) is the
@@ -54,8 +54,11 @@ RUNTIME_Q = {"y_zero_point": "p->y_zp", "act_min": "p->act_min", "act_max": "p->
 
 
 def _fits(values: dict, types: dict) -> bool:
-    return all(v is not None and int_range(types[f])[0] <= int(v) <= int_range(types[f])[1]
-               for f, v in values.items())
+    def fits(v, ctype: str) -> bool:
+        lo, hi = int_range(ctype)
+        return v is not None and lo <= int(v) <= hi
+
+    return all(fits(v, types[f]) for f, v in values.items())
 
 
 def _qadd(ctx: dict) -> dict | None:
