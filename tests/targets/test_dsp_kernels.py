@@ -130,7 +130,9 @@ def test_dsp_dw3_rows(tmp_path):
               ("c", (4, 1, 3, 3), True, {"strides": [2, 1], "pads": [1, 1, 1, 1]}),  # 20 x 40
               ("d", (4, 1, 3, 3), True, {"pads": [1, 0, 1, 1]}),  # 20 x 39
               ("e", (4, 1, 3, 3), True, {"strides": [2, 2], "pads": [1, 1, 1, 1]}),  # 10 x 20
-              ("f", (4, 1, 3, 3), True, {"strides": [1, 2], "pads": [1, 0, 1, 0]})]  # 10 x 9
+              ("f", (4, 1, 3, 3), True, {"strides": [1, 2], "pads": [1, 0, 1, 1]}),  # 10 x 10
+              ("g", (4, 1, 3, 3), True, {"strides": [1, 2], "pads": [1, 1, 1, 0]})]  # 10 x 5
+    # every layer's last column reaches the output (an odd row's last output included)
     nodes, inits, last = [], {}, "x"
     for name, ws, bias, attrs in layers:
         n, i = conv(rng, name, last, name, ws, bias, group=4, **attrs)
@@ -141,9 +143,30 @@ def test_dsp_dw3_rows(tmp_path):
     res = build(path, tmp_path / "host", samples(xs, 4, 0))
     check_exact(res, samples(xs, 2, 1))
     code = next(res.out_dir.glob("*.c")).read_text()
-    assert [v["q8"] for v in structs(code)] == [1] * 6
+    assert [v["q8"] for v in structs(code)] == [1] * 7
     assert "const int row = 1;" in code  # every layer by rows: the scalar path is left out (k.needs)
     assert "(sw == 1 ? nncc_qconv_dw3_row : nncc_qconv_dw3_row2)(q, " in code
+    m4_equals_host(tmp_path, path, QuantOptions(samples=samples(xs, 4, 0)), samples(xs, 2, 2))
+
+
+def test_dsp_dw3_one_wide(tmp_path):
+    """A 3x3 depthwise layer one output wide at stride 1 (nncc_qconv_dw3_row() takes two or more
+    a row) goes through the scalar sums, and its rows through nncc_qconv_dw3_row() where wider
+    (an odd width: its last output's step of its own): the same outputs as the host."""
+    need("cortex-m4")
+    xs = (1, 4, 9, 3)
+    rng = np.random.default_rng(7)
+    nodes, inits = [], {}
+    for name, x, y, attrs in [("a", "x", "a", {"pads": [1, 1, 1, 1]}),  # 9 x 3
+                              ("b", "a", "y", {"pads": [1, 0, 1, 0]})]:  # 9 x 1
+        n, i = conv(rng, name, x, y, (4, 1, 3, 3), True, group=4, **attrs)
+        nodes.append(n)
+        inits.update(i)
+    path = save(make_model(nodes, [("x", xs)], [("y", None)], inits), tmp_path)
+    res = build(path, tmp_path / "host", samples(xs, 4, 0))
+    check_exact(res, samples(xs, 2, 1))
+    code = next(res.out_dir.glob("*.c")).read_text()
+    assert "const int row = sw <= 2 && p->q8 && ow > 1;" in code
     m4_equals_host(tmp_path, path, QuantOptions(samples=samples(xs, 4, 0)), samples(xs, 2, 2))
 
 
@@ -220,7 +243,7 @@ def test_dsp_paths_narrow_clamp(tmp_path):
     assert sorted(v["q8"] for v in structs(code)) == [0, 0, 1, 1]
     # both paths kept (k.needs): the dw3 rows where flagged, the scalar sums and the general
     # requantization for the others
-    assert "const int row = sw <= 2 && p->q8;" in code and "any other layer" in code
+    assert "const int row = sw <= 2 && p->q8 && ow > 1;" in code and "any other layer" in code
     m4_equals_host(tmp_path, path, QuantOptions(samples=samples(xs, 6, 0)), samples(xs, 2, 2))
 
 
