@@ -356,4 +356,23 @@ static inline int32_t nncc_q8_30(int32_t a2, int32_t m, int32_t rz, int right)
 }
 #endif
 
+/* The sum of n int8 (n < 2^23): a global average pool's. With the DSP extension 4 a step: USADA8
+ * adds a word's bytes as unsigned, each flipped by its top bit to x + 128. */
+static inline int32_t nncc_sum_i8(const int8_t *x, int n)
+{
+    int32_t s = 0;
+    int i = 0;
+#if defined(__ARM_FEATURE_DSP)
+    uint32_t u = 0;
+    for (; i + 4 <= n; i += 4) {
+        u = __usada8(nncc_ld32(x + i) ^ 0x80808080u, 0, u);
+    }
+    s = (int32_t)(u - 128u * (uint32_t)i);
+#endif
+    for (; i < n; ++i) {
+        s += x[i];
+    }
+    return s;
+}
+
 #endif /* NNCC_FIXED_H */

@@ -170,6 +170,25 @@ def test_dsp_dw3_one_wide(tmp_path):
     m4_equals_host(tmp_path, path, QuantOptions(samples=samples(xs, 4, 0)), samples(xs, 2, 2))
 
 
+@pytest.mark.parametrize("pool", ["GlobalAveragePool", "AveragePool"])
+def test_dsp_whole_plane_average(tmp_path, pool):
+    """An int8 average pool whose one window is the whole plane (63 elements: 15 words summed 4
+    at a time by nncc_sum_i8(), then 3 alone) between two convolutions: the same outputs as the
+    host's, which equal the integer reference."""
+    need("cortex-m4")
+    xs = (1, 4, 9, 7)
+    rng = np.random.default_rng(9)
+    n0, i0 = conv(rng, "a", "x", "a", (6, 4, 3, 3), True, pads=[1, 1, 1, 1])
+    attrs = {"kernel_shape": [9, 7]} if pool == "AveragePool" else {}
+    n1, i1 = conv(rng, "b", "p", "y", (4, 6, 1, 1), True)
+    path = save(make_model([n0, helper.make_node(pool, ["a"], ["p"], **attrs), n1], [("x", xs)],
+                           [("y", None)], {**i0, **i1}), tmp_path)
+    res = build(path, tmp_path / "host", samples(xs, 4, 0))
+    check_exact(res, samples(xs, 2, 1))
+    assert "nncc_sum_i8(xp, 63)" in next(res.out_dir.glob("*.c")).read_text()
+    m4_equals_host(tmp_path, path, QuantOptions(samples=samples(xs, 4, 0)), samples(xs, 2, 2))
+
+
 def convs(tmp_path, xs, seed: int, layers) -> Path:
     """A model of convolutions with bias: (name, input, output, weight shape[, attributes]) each."""
     rng = np.random.default_rng(seed)
