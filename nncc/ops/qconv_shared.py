@@ -201,6 +201,7 @@ def shared_context(op, ctx: dict, ins, outs, kernel: str | None = None) -> dict:
     needs = {"requant_general": ctx["scaling"] != "fixed" or not qp["q8"], "mm_q8": pairs and bool(qp["q8"]),
              "mm_sums": kind == "mm" and not (pairs and qp["q8"]),
              "dw3_scalar": kind == "dw3" and not (dw3_row and qp["q8"] and g["s"][2] <= 2 and g["o"][2] > 1),
+             "qadd_general": add["qa"] is not None and not add["qa"]["fast"],
              "col_kw3": kind == "mm" and g["k"][2] == 3,
              "col_three": kind == "mm" and g["k"][2] == 3 and g["s"][2] == g["d"][2] == 1}
     return {"shared": parts, "shared_fn": fn, "shared_needs": needs, "shared_out": out, "shared_qadd": qadd_fn,
