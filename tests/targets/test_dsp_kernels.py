@@ -224,6 +224,24 @@ def test_dsp_gather_3x3(tmp_path):
     m4_equals_host(tmp_path, path, QuantOptions(samples=samples(xs, 4, 0)), samples(xs, 2, 2))
 
 
+def test_dsp_gather_3x3_borders(tmp_path):
+    """The gatherer at the border: pixel pairs on one row at stride 1 (words shifted at the left
+    and right edges, rows above and below x_zp: nncc_qconv_col_row3()), at stride 2 (whole rows
+    above and below), on an input 4 wide (the narrowest the shifted words read within) and 2
+    wide (the byte loops), and an odd plane's last pixel; the same as the host."""
+    xs = (1, 3, 9, 9)
+    path = convs(tmp_path, xs, 15, [("d", "x", "d", (4, 3, 3, 3), {"pads": [1, 1, 1, 1]}),  # 9 x 9
+                                    ("e", "d", "e", (4, 4, 3, 3), {"strides": [2, 2], "pads": [1, 0, 1, 0]}),  # 5 x 4
+                                    ("f", "e", "f", (4, 4, 3, 3), {"pads": [1, 1, 1, 1]}),  # 5 x 4
+                                    ("g", "f", "g", (4, 4, 3, 3), {"pads": [1, 0, 1, 0]}),  # 5 x 2
+                                    ("h", "g", "y", (3, 4, 3, 3), {"pads": [1, 1, 1, 1]})])  # 5 x 2
+    res = build(path, tmp_path / "host", samples(xs, 4, 0))
+    check_exact(res, samples(xs, 2, 1))
+    assert "nncc_qconv_col_row3(r, " in next(res.out_dir.glob("*.c")).read_text()
+    need("cortex-m4")
+    m4_equals_host(tmp_path, path, QuantOptions(samples=samples(xs, 4, 0)), samples(xs, 2, 2))
+
+
 @pytest.mark.parametrize("opt,m", [("", 5), ("-O0", 5), ("", 17)])
 def test_dsp_mm_odd_channels_in_place(tmp_path, opt, m):
     """A pair's outputs straight from its sums (flagged q8, a bias): an odd channel count's last
