@@ -356,8 +356,9 @@ static inline int32_t nncc_q8_30(int32_t a2, int32_t m, int32_t rz, int right)
 }
 #endif
 
-/* The sum of n int8 (n < 2^23): a global average pool's. With the DSP extension 4 a step: USADA8
- * adds a word's bytes as unsigned, each flipped by its top bit to x + 128. */
+/* The sum of n int8 (n < 2^23): a global average pool's plane, a depthwise channel's weights.
+ * With the DSP extension 4 a step: USADA8 adds a word's bytes as unsigned, each flipped by its
+ * top bit to x + 128. */
 static inline int32_t nncc_sum_i8(const int8_t *x, int n)
 {
     int32_t s = 0;
