@@ -189,17 +189,20 @@ def shared_context(op, ctx: dict, ins, outs, kernel: str | None = None) -> dict:
         parts = ["qconv_params", "qadd_params", out, qadd_fn]
     fn = f"nncc_qconv_{kind}_ob{ob}_{tail}"
     outs = f"nncc_qconv_outs_{tail}"
-    # the "mm" kind's pixel pairs go from sums to outputs in nncc_qconv_mm_sums() (fixed scaling,
-    # a bias, no QAdd); the "dw3" kind's rows at stride 1 across have a helper of their own
-    # (fixed scaling, no QAdd)
-    pairs = kind == "mm" and ctx["scaling"] == "fixed" and ctx["has_bias"] and add["qa"] is None
+    # the "mm" kind's pixel pairs may go from sums to outputs in nncc_qconv_mm_sums() (fixed
+    # scaling, a bias, a fused QAdd of fixed scaling or none: the text of the kernel), and do for
+    # a layer flagged q8 whose fused QAdd, if any, is of the usual kind (qa.fast); the "dw3"
+    # kind's rows at stride 1 across have a helper of their own (fixed scaling, no QAdd)
+    pairs = (kind == "mm" and ctx["scaling"] == "fixed" and ctx["has_bias"]
+             and (add["qa"] is None or add["qa_rt"]["scaling"] == "fixed"))
+    q8_pairs = pairs and bool(qp["q8"]) and (add["qa"] is None or bool(add["qa"]["fast"]))
     dw3_row = kind == "dw3" and ctx["scaling"] == "fixed" and add["qa"] is None
     parts += {"mm": ["nncc_qconv_col", "nncc_qconv_widen", "nncc_qconv_mm_sums", outs, f"{fn}_portable", fn],
               "dw3": ["nncc_qconv_dw3_sums"] + ["nncc_qconv_dw3_row"] * dw3_row + [outs, fn]}.get(kind, [fn])
     # the paths of the shared pieces only some layers take, OR-ed over the model by the emitter
     # (k.needs): on cores with the DSP extension a path no layer takes is left out
-    needs = {"requant_general": ctx["scaling"] != "fixed" or not qp["q8"], "mm_q8": pairs and bool(qp["q8"]),
-             "mm_sums": kind == "mm" and not (pairs and qp["q8"]),
+    needs = {"requant_general": ctx["scaling"] != "fixed" or not qp["q8"], "mm_q8": q8_pairs,
+             "mm_q8a": q8_pairs and add["qa"] is not None, "mm_sums": kind == "mm" and not q8_pairs,
              "dw3_scalar": kind == "dw3" and not (dw3_row and qp["q8"] and g["s"][2] <= 2 and g["o"][2] > 1),
              "qadd_general": add["qa"] is not None and not add["qa"]["fast"],
              "col_kw3": kind == "mm" and g["k"][2] == 3,

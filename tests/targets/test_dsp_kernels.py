@@ -80,6 +80,27 @@ def test_dsp_paths_equal_host_and_reference(tmp_path, scaling):
     m4_equals_host(tmp_path, path, QuantOptions(samples=samples(XS, 6, 0), scaling=scaling), samples(XS, 2, 2))
 
 
+@pytest.mark.parametrize("m", [5, 6])
+def test_dsp_mm_fused_qadd(tmp_path, m):
+    """Fused residual Adds computed in nncc_qconv_mm_sums()'s epilogue (q->rp): a 1x1 layer over
+    its own input (the conv first) and a 3x3 one (the residual first), odd and even channel
+    counts (an odd count's last channel alone reads no residual past its own) over an odd
+    plane; the host equals the integer reference and QEMU the host."""
+    xs = (1, m, 5, 5)
+    rng = np.random.default_rng(21 + m)
+    n0, i0 = conv(rng, "a", "x", "a", (m, m, 1, 1), True)
+    n1, i1 = conv(rng, "b", "s", "b", (m, m, 3, 3), True, pads=[1, 1, 1, 1])
+    nodes = [n0, helper.make_node("Add", ["a", "x"], ["s"]), n1, helper.make_node("Add", ["s", "b"], ["y"])]
+    path = save(make_model(nodes, [("x", xs)], [("y", None)], {**i0, **i1}), tmp_path)
+    res = build(path, tmp_path / "host", samples(xs, 6, 0))
+    check_exact(res, samples(xs, 3, 1))
+    code = next(res.out_dir.glob("*.c")).read_text()
+    assert [(v["conv_first"], v["fast"]) for v in structs(code, "qadd")] == [(1, 1), (0, 1)]
+    assert "q.rp = rn + m * plane + px;" in code and "nncc_qadd_nums(qa, q.qa);" in code
+    need("cortex-m4")
+    m4_equals_host(tmp_path, path, QuantOptions(samples=samples(xs, 6, 0)), samples(xs, 2, 2))
+
+
 def structs(code: str, kind: str = "qconv") -> list[dict]:
     """The values of each layer's nncc_qconv_params (or nncc_qadd_params) struct, by field."""
     fields = list(FIELDS) if kind == "qconv" else [f for f, _ in QADD_FIELDS.values()] + ["fast"]
