@@ -217,7 +217,8 @@ executed, not cycles**. MCU targets: the test firmware built with `-O2 -ffp-cont
 QEMU with the TCG plugin `targets/common/qemu_plugin/insn_marks.c` (QEMU models no pipeline,
 caches or flash wait states). The cycles of cortex-m4 are an **estimate**: the same plugin sums the
 Cortex-M4's published instruction timings over the executed instructions at zero wait states, with
-load pipelining, address stalls and taken-branch refills (`targets/common/qemu_plugin/m4_timing.c`,
+load pipelining, address stalls, taken-branch refills and the extra cycles of unaligned accesses
+(`targets/common/qemu_plugin/m4_timing.c`,
 checked against the manual's numbers by `tests/targets/test_timing_model.py`). A board running
 from flash adds wait states the model does not see. Host: the same `main.c` built with gcc `-O2`, counted by valgrind's
 callgrind inside `NAME_run()`. One inference on one seeded random input (int8: random int8 codes,

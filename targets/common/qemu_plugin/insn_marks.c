@@ -5,7 +5,7 @@
  * With `timing=cortex-m4` it also keeps a cycle total from the static model of m4_timing.c: each
  * translated block's cost is summed once at translation, and a callback per executed block adds it,
  * plus the refill of a taken branch (the previous block ended in a branch and this block is not its
- * fall-through).
+ * fall-through), and a callback per single load or store adds the penalty of an unaligned access.
  *   gcc -O2 -shared -fPIC insn_marks.c m4_timing.c -o libinsn_marks.so
  *   qemu-system-arm ... -plugin ./libinsn_marks.so,mark=0x1234[,timing=cortex-m4] -d plugin -D marks.log
  * Plugin API version 1 (QEMU 7.2). Debian ships QEMU with plugin support but without
@@ -42,6 +42,14 @@ void qemu_plugin_register_vcpu_tb_exec_cb(struct qemu_plugin_tb *tb, vcpu_udata_
 void qemu_plugin_register_vcpu_insn_exec_cb(struct qemu_plugin_insn *insn, vcpu_udata_cb_t cb,
                                             enum qemu_plugin_cb_flags flags, void *userdata);
 void qemu_plugin_register_atexit_cb(qemu_plugin_id_t id, udata_cb_t cb, void *userdata);
+typedef uint32_t qemu_plugin_meminfo_t;
+enum qemu_plugin_mem_rw { QEMU_PLUGIN_MEM_R = 1, QEMU_PLUGIN_MEM_W, QEMU_PLUGIN_MEM_RW };
+typedef void (*mem_cb_t)(unsigned int vcpu_index, qemu_plugin_meminfo_t info, uint64_t vaddr,
+                         void *userdata);
+void qemu_plugin_register_vcpu_mem_cb(struct qemu_plugin_insn *insn, mem_cb_t cb,
+                                      enum qemu_plugin_cb_flags flags, enum qemu_plugin_mem_rw rw,
+                                      void *userdata);
+unsigned int qemu_plugin_mem_size_shift(qemu_plugin_meminfo_t info);
 void qemu_plugin_outs(const char *string);
 
 #define EXPORT __attribute__((visibility("default")))
@@ -71,6 +79,14 @@ static void on_block(unsigned int vcpu, void *udata)
     last_block = b;
 }
 
+/* A data access: the penalty of an unaligned one (its address is known only now). */
+static void on_mem(unsigned int vcpu, qemu_plugin_meminfo_t info, uint64_t vaddr, void *udata)
+{
+    (void)vcpu;
+    (void)udata;
+    cycles += (uint64_t)m4_unaligned(1u << qemu_plugin_mem_size_shift(info), vaddr);
+}
+
 /* The block's cost; blocks live as long as QEMU may run them, so they are never freed. */
 static void add_timing(struct qemu_plugin_tb *tb, size_t n)
 {
@@ -85,6 +101,8 @@ static void add_timing(struct qemu_plugin_tb *tb, size_t n)
         m4_cost(text ? text : "", &cur, &prev);
         free(text);
         b->cycles += (uint64_t)cur.cycles;
+        if (cur.kind == M4_LOAD || cur.kind == M4_STORE)
+            qemu_plugin_register_vcpu_mem_cb(insn, on_mem, QEMU_PLUGIN_CB_NO_REGS, QEMU_PLUGIN_MEM_RW, NULL);
         prev = cur;
         if (i == 0)
             b->pc = qemu_plugin_insn_vaddr(insn);

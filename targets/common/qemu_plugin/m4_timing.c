@@ -14,7 +14,10 @@
  *     whether a branch was taken is decided at run time by the caller (the next block's address);
  *   - IT: 1 (the manual's folding onto a preceding 16-bit instruction is not assumed);
  *   - FPU: VMLA/VMLS/VNMLA/VNMLS/VFMA/VFMS/VFNMA/VFNMS 3, VDIV/VSQRT 14, VLDR/VSTR 2,
- *     VLDM/VSTM/VPUSH/VPOP 1 + N (words), the rest 1.
+ *     VLDM/VSTM/VPUSH/VPOP 1 + N (words), the rest 1;
+ *   - an unaligned halfword or word access (run time: m4_unaligned()): +1 for a halfword at an
+ *     odd address or a word at 2 mod 4, +2 for a word at an odd address (done as two halfwords,
+ *     or as a byte, a halfword and a byte).
  * Flash wait states, bus contention and the extra cycle an LDR from the PC may take are not
  * modelled: on a board that runs from flash the count is a lower bound.
  *
@@ -189,4 +192,13 @@ void m4_cost(const char *text, struct m4_insn *out, const struct m4_insn *prev)
     if ((out->kind == M4_LOAD || out->kind == M4_STORE || out->kind == M4_DOUBLE)
         && prev->kind == M4_DATA && prev->dest != NONE && ((addr >> prev->dest) & 1))
         out->cycles += 1;
+}
+
+int m4_unaligned(unsigned size, uint64_t addr)
+{
+    if (size == 2)
+        return (int)(addr & 1);
+    if (size == 4)
+        return (addr & 1) ? 2 : (int)((addr >> 1) & 1);
+    return 0;
 }

@@ -30,5 +30,6 @@ int main(void)
     CASE("movs r0, #7\n\tmovs r1, #2\n\tsdiv r2, r0, r1\n\t");
     CASE("vadd.f32 s0, s1, s2\n\tvmla.f32 s0, s1, s2\n\tvldr s1, [sp]\n\t");
     CASE("vpush {s0, s1}\n\tvpop {s0, s1}\n\t");
+    CASE("ldr r0, [sp, #1]\n\tldr r1, [sp, #2]\n\tldrh r2, [sp, #1]\n\tldrb r3, [sp, #1]\n\t");
     return 0;
 }
