@@ -110,12 +110,19 @@ def _q8(right_min: int, right_max: int, act_min: int, act_max: int) -> bool:
     return 1 <= right_min and right_max <= 22 and (act_min, act_max) == (-128, 127)
 
 
+def _dw3_pwid(ow: int, sw: int) -> int:
+    """Bytes of a padded row of the 3x3 depthwise kernel's buffer, as the C computes it: the
+    columns of all windows, rounded up to a multiple of 4 so that its rows' words at even
+    offsets are aligned or at 2 mod 4 (a Cortex-M4 splits an unaligned word access)."""
+    return ((ow - 1) * sw + 3 + 3) & ~3
+
+
 def _dw3_scratch(g) -> int:
     """Bytes of the 3x3 depthwise kernel's scratch, as the C lays it out: the int32 sums of one
     call (an output row, or a part of one), then the padded input rows of one band (the band
     from DW3_BUF) and 4 spare bytes."""
     (_, oh, ow), (_, sh, sw), dh = g["o"], g["s"], g["d"][1]
-    pwid = (ow - 1) * sw + 3
+    pwid = _dw3_pwid(ow, sw)
     band = (DW3_BUF // pwid - 2 * dh - 1) // sh + 1
     return 4 * min(ow, DW3_COLS) + pwid * ((min(oh, band) - 1) * sh + 2 * dh + 1) + 4
 
@@ -160,7 +167,7 @@ def shared_context(op, ctx: dict, ins, outs, kernel: str | None = None) -> dict:
     # least one output row's padded input rows within DW3_BUF), "dw" (depthwise), "direct"
     unit = g["k"] == g["s"] == (1, 1, 1) and not any(g["pb"]) and not any(g["pe"])
     dw = ctx["group"] == ctx["C"] == ctx["M"] and (kernel == "dw_inplace" or not unit or ctx["group"] != 1)
-    pwid = (g["o"][2] - 1) * g["s"][2] + 3  # a padded row of dw3's buffer
+    pwid = _dw3_pwid(g["o"][2], g["s"][2])
     kc4 = _align4(ctx["C"] * g["k"][1] * g["k"][2])
     if not dw and ctx["group"] == 1 and kc4 <= COL_MAX:
         kind = "mm"
