@@ -87,8 +87,10 @@ class _Pool(Op):
 
     def context(self, ins, outs):
         win = self.geometry(ins[0])
+        # "whole": one window that is the whole input (a global pool), each plane in one run
+        whole = win.kernel == win.in_size and not any(win.pads_begin + win.pads_end) and set(win.dilations) == {1}
         ctx = {"g": win.as3d(), "planes": ins[0].shape[0] * ins[0].shape[1], "kind": self.kind,
-               "lowest": -np.inf}
+               "lowest": -np.inf, "whole": whole}
         if self.kind == "avg":
             counts = [tap_counts(win, i, self.include_pad) for i in range(win.rank)]
             counts = [[1]] * (3 - win.rank) + counts  # as3d: leading dims hold one tap

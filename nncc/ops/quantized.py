@@ -371,10 +371,6 @@ class _QPool:
         ctx.update(type_context(ins, outs))
         # "half_even": ties to even, as onnxruntime (nncc/quant/import_qdq.py sets it)
         ctx["div"] = "nncc_div_round_even" if self.attr("rounding") == "half_even" else "nncc_div_round"
-        # one window that is the whole input (a global pool): each plane in one run
-        win = self.geometry(ins[0])
-        ctx["whole"] = (win.kernel == win.in_size and set(win.out_size) == {1} and set(win.dilations) == {1}
-                        and not any(win.pads_begin) and not any(win.pads_end))
         return ctx
 
 
