@@ -6,6 +6,7 @@ runtime_c/. Files written: NAME.h, NAME.c, NAME_weights.h, nncc_runtime.h, Makef
 from __future__ import annotations
 
 import json
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -65,11 +66,23 @@ class Emitter:
         for t in g.outputs:
             if t not in self.refs and not g.is_const(t):
                 self._ref(t, "output", self.namer(t, "out") if len(g.outputs) > 1 else "output")
-        passed, slack = self._kernel_constants()
+        passed, slack, layouts = self._kernel_constants()
         for t in g.used_constants():
             if t not in self.refs and (t in passed or t in g.outputs):
                 self._ref(t, "const", self.namer(t, "w"))
                 self.refs[t].slack = slack.get(t, 0)
+        # a constant some kernel reads in an order of its own: a reordered array of its own,
+        # under the constant's name where no kernel reads the constant as it is
+        self.laid: dict[tuple[str, int], str] = {}
+        for (node, j, t), fn in layouts.items():
+            key = f"{t} ({fn.__name__})"
+            if key not in self.refs:
+                info = g.tensors[t]
+                data = fn(info.data)
+                cname = self.namer(key if t in self.refs else t, "w")
+                self.refs[key] = TensorRef(key, cname, tuple(data.shape), int(data.size), CTYPES[info.dtype],
+                                           "const", data=data, slack=slack.get(t, 0))
+            self.laid[(node, j)] = key
         for t in g.intermediates():
             self._intermediate_ref(t)
 
@@ -84,20 +97,28 @@ class Emitter:
             h = self.refs[host]
             self._ref(t, h.kind, h.cname, off // np.dtype(self.g.tensors[t].dtype).itemsize)
 
-    def _kernel_constants(self) -> tuple[set[str], dict[str, int]]:
-        """Constants some kernel reads at run time, and the elements some kernel may read past
-        the end of each (Op.const_slack). Those an op needs only at compile time
-        (Op.const_inputs: axes, shapes, pads) are not emitted: they would waste flash, and an
-        empty one (axes=[]) is not valid C."""
+    def _kernel_constants(self) -> tuple[set[str], dict[str, int], dict[tuple[str, int, str], Callable]]:
+        """Constants some kernel reads at run time as they are, the elements some kernel may
+        read past the end of each (Op.const_slack), and {(node, input j, constant): the order}
+        of those a kernel reads in an order of its own (Op.const_layouts). Those an op needs
+        only at compile time (Op.const_inputs: axes, shapes, pads) are not emitted: they would
+        waste flash, and an empty one (axes=[]) is not valid C."""
         out: set[str] = set()
         slack: dict[str, int] = {}
+        layouts: dict[tuple[str, int, str], Callable] = {}
         for node in self.g.nodes():
             op = make_op(node)
-            out.update(t for j, t in enumerate(node.inputs) if t and j not in op.const_inputs)
-            for j, n in op.const_slack([self.g.tensors[t] if t else None for t in node.inputs]).items():
+            ins = [self.g.tensors[t] if t else None for t in node.inputs]
+            laid = op.const_layouts(ins, [self.g.tensors[t] for t in node.outputs if t])
+            for j, t in enumerate(node.inputs):
+                if t and j in laid and self.g.is_const(t):
+                    layouts[(node.name, j, t)] = laid[j]
+                elif t and j not in op.const_inputs:
+                    out.add(t)
+            for j, n in op.const_slack(ins).items():
                 t = node.inputs[j]
                 slack[t] = max(slack.get(t, 0), n)
-        return out, slack
+        return out, slack, layouts
 
     def _ref(self, t: str, kind: str, cname: str, offset: int = 0) -> None:
         info: TensorInfo = self.g.tensors[t]
@@ -132,8 +153,9 @@ class Emitter:
             args, call = [], []
             for j, t in enumerate(node.inputs):
                 if t and j not in op.const_inputs:
-                    args.append({"name": f"x{j}", "const": True, "ctype": self.refs[t].ctype})
-                    call.append(self.refs[t])
+                    r = self.refs[self.laid.get((node.name, j), t)]
+                    args.append({"name": f"x{j}", "const": True, "ctype": r.ctype})
+                    call.append(r)
             for j, t in enumerate(node.outputs):
                 if t:
                     args.append({"name": f"y{j}", "const": False, "ctype": self.refs[t].ctype})

@@ -111,6 +111,12 @@ class Op:
         word-wide loop's last word): the emitted array carries that many zeros more."""
         return {}
 
+    def const_layouts(self, ins: list[TensorInfo], outs: list[TensorInfo]) -> dict:
+        """{input j: function of its data} for constant inputs the kernel reads in an order of
+        its own: the emitted array is that function's result (the IR, the reference and the
+        shapes keep the tensor's order)."""
+        return {}
+
     def inplace_kernel(self, ins: list[TensorInfo], outs: list[TensorInfo]) -> tuple[int, str] | None:
         """(input index j, kernel variant) when a variant of the kernel can write output 0 over
         input j (not elementwise, so not `inplace_inputs`: it may use a workspace). The memory

@@ -29,6 +29,8 @@ when in place (a pixel's channels, a channel's plane). The generated C is the sa
 on every target, so a layer whose shape takes the "mm" kind reserves its scratch on every target."""
 from __future__ import annotations
 
+import numpy as np
+
 from ..dtypes import int_range
 
 COL_MAX = 576  # taps of the "mm" kind's window (up to a multiple of 4) widened in the scratch
@@ -90,13 +92,17 @@ def _align4(n: int) -> int:
     return (n + 3) & ~3
 
 
-def weight_slack(w_shape, group: int) -> int:
-    """Bytes the "mm" kind may read past a group-1 layer's int8 weights: its rows are read in
-    words up to a multiple of 4 taps (the widened window is 0 there), the last one past the end."""
-    kc = 1
-    for d in w_shape[1:]:
-        kc *= int(d)
-    return _align4(kc) - kc if group == 1 else 0
+def mm_weights(w: np.ndarray) -> np.ndarray:
+    """The "mm" kind's weights as its kernels read them: the rows (taps in order ci, ky, kx)
+    zero-padded to kc4 taps, an odd channel count's last row paired with a row of zeros, then
+    per channel pair and per 4 taps the first channel's 4 bytes and the second's (one pointer
+    and one LDRD give a step's words of both channels, all 4-byte aligned)."""
+    m = w.shape[0]
+    rows = w.reshape(m, -1)
+    kc4 = _align4(rows.shape[1])
+    padded = np.zeros((m + m % 2, kc4), w.dtype)
+    padded[:m, :rows.shape[1]] = rows
+    return np.ascontiguousarray(padded.reshape(-1, 2, kc4 // 4, 4).transpose(0, 2, 1, 3))
 
 
 def packed_slack(w_shape, group: int) -> int:

@@ -40,7 +40,7 @@ from ..quant import int16 as q16
 from . import Op, register
 from .conv import Conv
 from .pool import AveragePool, GlobalAveragePool, GlobalMaxPool, MaxPool, Window, tap_counts
-from .qconv_shared import packed_slack, shared_context, weight_slack
+from .qconv_shared import mm_weights, packed_slack, shared_context
 
 MAX_TERMS = (2 ** 31 - 1) // (255 * 127)
 # QConv attribute of a fused QAdd: {"name", "conv_first": conv output is the Add's operand a,
@@ -210,12 +210,14 @@ class QConv(_QMixin, Conv):
 
     def const_slack(self, ins):
         w = ins[1]
-        if w.dtype != "int8":
+        if w.dtype != "int8" or len(ins) < 3 or ins[2] is None:
             return {}
-        slack = {1: weight_slack(w.shape, self.group)}
-        if len(ins) > 2 and ins[2] is not None:
-            slack[2] = packed_slack(w.shape, self.group)
-        return slack
+        return {2: packed_slack(w.shape, self.group)}
+
+    def const_layouts(self, ins, outs):
+        """The "mm" kind reads its weights by channel pairs (mm_weights)."""
+        ctx = self.context(ins, outs)
+        return {1: mm_weights} if ctx["shared"] and ctx["shared_kind"] == "mm" else {}
 
     def inplace_kernel(self, ins, outs) -> tuple[int, str] | None:
         """Conv's two variants writing y over x (nncc/ops/conv.py), in conv_q.c.j2: the

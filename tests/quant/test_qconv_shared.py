@@ -11,7 +11,9 @@ import numpy as np
 import pytest
 from onnx import helper
 
-from tests.quant.qutil import build, check_exact, conv, samples
+from nncc.ops import make_op
+from nncc.quant.quantize import QuantOptions, quantize
+from tests.quant.qutil import build, check_exact, compile_graph, conv, float_graph, samples
 from tests.util import make_model, save
 
 RNG = np.random.default_rng(5)
@@ -71,3 +73,27 @@ def test_unpacked_form_keeps_its_kernels(tmp_path):
     res = build(path, tmp_path / "q", samples(xs, 6, 0), packed=False)
     check_exact(res, samples(xs, 3, 1))
     assert "nncc_qconv_params" not in c_code(res)
+
+
+def test_weight_read_in_two_orders(tmp_path):
+    """An int8 weight read both by a group-1 1x1 layer (the "mm" kind, which reads its weights
+    in channel pairs: mm_weights()) and as it is (a grouped layer): both arrays are emitted,
+    each kernel is passed its own, and the C equals the integer reference."""
+    rng = np.random.default_rng(5)
+    xs = (1, 8, 5, 5)
+    a, ia = conv(rng, "a", "x", "a", (4, 8, 1, 1))
+    b, ib = conv(rng, "b", "c", "b", (4, 8, 1, 1), group=2)
+    nodes = [a, helper.make_node("Concat", ["x", "x"], ["c"], axis=1), b,
+             helper.make_node("Concat", ["a", "b"], ["y"], axis=1)]
+    path = save(make_model(nodes, [("x", xs)], [("y", None)], {**ia, **ib}), tmp_path)
+    g = quantize(float_graph(path), QuantOptions(samples=samples(xs, 4)))
+    qa, qb = [n for n in g.nodes() if n.op == "QConv"]
+    qb.inputs[1] = qa.inputs[1]  # b reads a's weights
+    res = compile_graph(g, tmp_path / "p", "m")
+    kinds = [make_op(n).context([g.tensors[t] if t else None for t in n.inputs],
+                                [g.tensors[t] for t in n.outputs])["shared_kind"] for n in (qa, qb)]
+    assert kinds == ["mm", "direct"]
+    text = (res.out_dir / "m_weights.h").read_text()
+    assert len(re.findall(r"/\* \S+ \(mm_weights\): 2x2x2x4 \*/", text)) == 1
+    assert len(re.findall(r"/\* \S+: 4x8x1x1 \*/", text)) == 1
+    check_exact(res, samples(xs, 3, 7))

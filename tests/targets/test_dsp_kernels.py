@@ -19,7 +19,7 @@ from onnx import helper
 
 from nncc import firmware
 from nncc.compiler import compile_model
-from nncc.ops.qconv_shared import FIELDS, QADD_FIELDS
+from nncc.ops.qconv_shared import FIELDS, QADD_FIELDS, mm_weights
 from nncc.quant.quantize import QuantOptions
 from tests.quant.qutil import build, check_exact, conv, samples
 from tests.quant.test_inplace_q import CASES as INPLACE_CASES
@@ -223,7 +223,8 @@ def convs(tmp_path, xs, seed: int, layers) -> Path:
 
 def test_dsp_mm_one_step(tmp_path):
     """Weight rows of one 4-tap step (the loop entered at its second half): 1x1 layers 3 -> 4
-    (3 taps and a byte of slack) and 4 -> 5 (an odd channel count); the same as the host."""
+    (3 taps padded to 4) and 4 -> 5 (an odd channel count: the last paired with zeros, its
+    outputs stored once); the same as the host."""
     xs = (1, 3, 5, 4)
     path = convs(tmp_path, xs, 9, [("a", "x", "a", (4, 3, 1, 1)), ("b", "a", "y", (5, 4, 1, 1))])
     need("cortex-m4")
@@ -305,24 +306,38 @@ def test_dsp_paths_narrow_clamp(tmp_path):
     m4_equals_host(tmp_path, path, QuantOptions(samples=samples(xs, 6, 0)), samples(xs, 2, 2))
 
 
+def test_mm_weights_order():
+    """mm_weights(): per channel pair and per 4 taps the first channel's 4 bytes, then the
+    second's; rows zero-padded to a multiple of 4 taps, an odd count's last row paired with
+    zeros (5 channels of 3x1x3 = 9 taps: 3 pairs of 12)."""
+    w = np.arange(1, 46, dtype=np.int8).reshape(5, 3, 1, 3)
+    got = mm_weights(w).reshape(-1)
+    want = []
+    for pair in range(3):
+        for g in range(3):
+            for c in (2 * pair, 2 * pair + 1):
+                want += [int(w[c].reshape(-1)[t]) if c < 5 and t < 9 else 0 for t in range(4 * g, 4 * g + 4)]
+    assert got.tolist() == want
+
+
 @pytest.mark.parametrize("blob", [False, True])
-def test_weight_slack(tmp_path, blob):
-    """nncc_qconv_mm_sums() reads weight rows in words up to a multiple of 4 taps: the weights of
-    a group-1 layer whose rows are not (f: 1x1 5 -> 4, rows of 5) carry 3 zeros more, in a list
-    and in the blob (where the next tensor, or the blob's end, comes after them)."""
+def test_mm_weights_emitted(tmp_path, blob):
+    """The "mm" kind's weights are emitted in that order (f: 1x1 5 -> 4, rows of 5 padded to 8,
+    2 pairs: 32 bytes, each row's last 3 taps zeros), in a list and in the blob."""
     res = compile_model(model(tmp_path), tmp_path / "p", force=True, **({"blob_threshold": 0} if blob else {}),
                         quant=QuantOptions(samples=samples(XS, 2, 0)))
     text = next(res.out_dir.glob("*_weights.h")).read_text()
     if not blob:
-        decl = re.findall(r"/\* \S+: 4x5x1x1, and 3 zeros a kernel may read past its end \*/\n"
-                          r"static const int8_t \w+\[(\d+)\]", text)
-        assert decl == ["23"]
+        decl = re.findall(r"/\* \S+ \(mm_weights\): 2x2x2x4 \*/\nstatic const int8_t \w+\[(\d+)\] = \{\n([^}]*)\}", text)
+        assert [d[0] for d in decl] == ["32"]
+        emitted = [int(v) for v in decl[0][1].replace("\n", " ").split(",") if v.strip()]
+        assert len(emitted) == 32 and emitted[9:12] == emitted[13:16] == emitted[25:28] == [0, 0, 0]  # rows' padding
         return
     size = int(re.search(r"unsigned char b\[(\d+)\];", text).group(1))
     offsets = sorted(int(v) for v in re.findall(r"_weights\.b \+ (\d+)\)\)", text))
-    f = int(re.search(r"_weights\.b \+ (\d+)\)\) /\* 4x5x1x1 \*/", text).group(1))
+    f = int(re.search(r"_weights\.b \+ (\d+)\)\) /\* 2x2x2x4 \*/", text).group(1))
     after = [o for o in offsets if o > f]
-    assert (after[0] if after else size) >= f + 20 + 3
+    assert (after[0] if after else size) >= f + 32
 
 
 def test_dsp_gemm_4_outputs(tmp_path):
