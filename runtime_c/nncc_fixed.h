@@ -328,14 +328,6 @@ static inline uint32_t nncc_sxtab16_ror8(uint32_t a, uint32_t v)
     return r;
 }
 
-/* the low half of a and the high half of b << 8 (PKHBT) */
-static inline uint32_t nncc_pkhbt_lsl8(uint32_t a, uint32_t b)
-{
-    uint32_t r;
-    __asm__("pkhbt %0, %1, %2, lsl #8" : "=r"(r) : "r"(a), "r"(b));
-    return r;
-}
-
 /* SMMLAR: h + the rounded high word of a * m. With m >= 0 the product's sign is a's, or the
  * product is 0: nncc_rdbpot_rz() of the high word x is (nncc_smmlar(a, m, rz) + (a >> 31)) >>
  * right, as x + rz - 1 and x + rz shift to the same value when x = 0 (rz = 2^(right - 1) + a

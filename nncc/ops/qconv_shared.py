@@ -12,8 +12,9 @@ int8 tensors (x, w, y and a fused QAdd's residual), 1-D/2-D windows and "fixed" 
 is shared; any other QConv keeps its specialized kernel (conv_q.c.j2).
 
 On cores with the DSP extension (`__ARM_FEATURE_DSP`: Cortex-M4/M7/M33) "mm" runs 2 output
-channels x 2 pixels per step on int16 pairs (SMLAD, an assembly loop) and "dw3" at stride 1 or 2
-across whole rows, two outputs per step, requantized in registers. A layer flagged `q8` (full
+channels x 4 pixels per step on int16 pairs (SMLAD, an assembly loop; the weights in channel
+pairs: mm_weights()) and "dw3" at stride 1 or 2 across whole rows, two outputs per step,
+requantized in registers. A layer flagged `q8` (full
 int8 clamp, right shifts 1..22, |sum + bias| < 2^30: every MLPerf Tiny layer) requantizes by
 nncc_q8_30(); a fused QAdd flagged `fast` is computed inline too. Other targets compile the
 portable loops (the "mm" kind: two pixels' windows as int16 in the scratch, 2 channels x 4 taps
@@ -22,7 +23,7 @@ shared functions leave out, on DSP cores, the paths no layer of the model takes 
 
 Workspace: the "mm" and "dw3" kinds' scratch (widened inputs and sums; padded rows and sums) is the
 node's workspace, planned in the arena (QConv.workspace_bytes), never the C stack; they write in
-place without a separate copy buffer (a pixel pair's inputs are in the scratch once widened, and
+place without a separate copy buffer (a pixel quad's inputs are in the scratch once widened, and
 the portable loop copies a pixel's window into the scratch; a 3x3 band reads only input rows
 below the outputs written). The 1x1 and depthwise kinds without a scratch keep a copy buffer
 when in place (a pixel's channels, a channel's plane). The generated C is the same
@@ -34,7 +35,7 @@ import numpy as np
 from ..dtypes import int_range
 
 COL_MAX = 576  # taps of the "mm" kind's window (up to a multiple of 4) widened in the scratch
-MM_BLOCK = 16  # output channels of the "mm" kind's block: their 2 pixels' int32 sums in the scratch
+MM_BLOCK = 16  # output channels of the "mm" kind's block: their 4 pixels' int32 sums in the scratch
 DW3_BUF = 1024  # the most bytes of padded input rows the 3x3 depthwise kernel holds at once
 DW3_COLS = 64  # the 3x3 depthwise kernel's int32 sums per call: an output row, or a part of one
 # struct field -> C type; the layer's values must fit (else the specialized kernel is used)
@@ -167,8 +168,8 @@ def shared_context(op, ctx: dict, ins, outs, kernel: str | None = None) -> dict:
     if add is None:
         return {"shared": []}
     # the kind (what the function's text depends on), the first that applies: "mm" (group 1, a
-    # window of at most COL_MAX taps up to a multiple of 4: its DSP path widens a pixel pair's
-    # window to int16 in the scratch, 4 bytes a tap, the int8 gathering buffer in its upper half,
+    # window of at most COL_MAX taps up to a multiple of 4: its DSP path widens a pixel quad's
+    # windows to int16 in the scratch, 8 bytes a tap, the int8 gathering buffer in its upper half,
     # then a block's sums), "pw" (a larger 1x1), "dw3" (3x3 depthwise, dilation 1 across, at
     # least one output row's padded input rows within DW3_BUF), "dw" (depthwise), "direct"
     unit = g["k"] == g["s"] == (1, 1, 1) and not any(g["pb"]) and not any(g["pe"])
@@ -186,7 +187,7 @@ def shared_context(op, ctx: dict, ins, outs, kernel: str | None = None) -> dict:
     # the workspace: the scratch of "mm" (even where the target has no DSP path: the C is the
     # same) or of "dw3", which write in place without a copy buffer; else the in-place copy
     # buffer (a pixel's channels / a channel plane)
-    scratch = 4 * kc4 + 8 * MM_BLOCK if kind == "mm" else _dw3_scratch(g) if kind == "dw3" else 0
+    scratch = 8 * kc4 + 16 * MM_BLOCK if kind == "mm" else _dw3_scratch(g) if kind == "dw3" else 0
     copy = (ctx["M"] if kind == "pw" else g["o"][1] * g["o"][2]) if kernel != "direct" and not scratch else 0
     if not _fits(qp, FIELDS):
         return {"shared": []}
@@ -202,28 +203,27 @@ def shared_context(op, ctx: dict, ins, outs, kernel: str | None = None) -> dict:
         parts = ["qconv_params", "qadd_params", out, qadd_fn]
     fn = f"nncc_qconv_{kind}_ob{ob}_{tail}"
     outs = f"nncc_qconv_outs_{tail}"
-    # the "mm" kind's pixel pairs may go from sums to outputs in nncc_qconv_mm_sums() (fixed
+    # the "mm" kind's pixel quads may go from sums to outputs in nncc_qconv_mm_sums() (fixed
     # scaling, a bias, a fused QAdd of fixed scaling or none: the text of the kernel), and do for
     # a layer flagged q8 whose fused QAdd, if any, is of the usual kind (qa.fast); the "dw3"
     # kind's rows at stride 1 across have a helper of their own (fixed scaling, no QAdd)
-    pairs = (kind == "mm" and ctx["scaling"] == "fixed" and ctx["has_bias"]
-             and (add["qa"] is None or add["qa_rt"]["scaling"] == "fixed"))
-    q8_pairs = pairs and bool(qp["q8"]) and (add["qa"] is None or bool(add["qa"]["fast"]))
+    mm_outs = (kind == "mm" and ctx["scaling"] == "fixed" and ctx["has_bias"]
+               and (add["qa"] is None or add["qa_rt"]["scaling"] == "fixed"))
+    q8_outs = mm_outs and bool(qp["q8"]) and (add["qa"] is None or bool(add["qa"]["fast"]))
     dw3_row = kind == "dw3" and ctx["scaling"] == "fixed" and add["qa"] is None
     parts += {"mm": ["nncc_qconv_col", "nncc_qconv_widen", "nncc_qconv_mm_sums", outs, f"{fn}_portable", fn],
               "dw3": ["nncc_qconv_dw3_sums"] + ["nncc_qconv_dw3_row"] * dw3_row + [outs, fn]}.get(kind, [fn])
     # the paths of the shared pieces only some layers take, OR-ed over the model by the emitter
     # (k.needs): on cores with the DSP extension a path no layer takes is left out
-    needs = {"requant_general": ctx["scaling"] != "fixed" or not qp["q8"], "mm_q8": q8_pairs,
-             "mm_q8a": q8_pairs and add["qa"] is not None, "mm_sums": kind == "mm" and not q8_pairs,
+    needs = {"requant_general": ctx["scaling"] != "fixed" or not qp["q8"], "mm_q8": q8_outs,
+             "mm_q8a": q8_outs and add["qa"] is not None, "mm_sums": kind == "mm" and not q8_outs,
              "dw3_scalar": kind == "dw3" and not (dw3_row and qp["q8"] and g["s"][2] <= 2 and g["o"][2] > 1),
              "qadd_general": add["qa"] is not None and not add["qa"]["fast"],
-             "col_kw3": kind == "mm" and g["k"][2] == 3,
              "col_three": kind == "mm" and g["k"][2] == 3 and g["s"][2] == g["d"][2] == 1}
     return {"shared": parts, "shared_fn": fn, "shared_needs": needs, "shared_out": out, "shared_qadd": qadd_fn,
             "shared_outs": outs, "shared_kind": kind,
             "shared_scratch": bool(scratch), "shared_ob": ob, "shared_inplace": kernel != "direct",
-            "dw3_buf": DW3_BUF, "dw3_cols": DW3_COLS, "mm_block": MM_BLOCK, "mm_pairs": pairs,
+            "dw3_buf": DW3_BUF, "dw3_cols": DW3_COLS, "mm_block": MM_BLOCK, "mm_outs": mm_outs,
             "dw3_row": dw3_row,
             "ws_bytes": scratch or copy,
             "qp": {f: int(v) for f, v in qp.items()}, "qp_types": FIELDS,

@@ -134,9 +134,9 @@ def c_driver(tmp_dir: Path, source: Path, cdef: str):
 
 def min_scratch(g, node) -> int:
     """The least scratch the shared kernel path of a QConv node uses, from its shapes: group 1
-    ("mm"): a pixel pair's window widened to int16 (kc taps up to a multiple of 4, 4 bytes a
-    tap) and the int32 sums of a block of up to 16 channels at 2 pixels (an odd block's last
-    channel twice); the 3x3 depthwise kernel: a row's sums (up to 44) and a spare one, three
+    ("mm"): a pixel quad's windows widened to int16 (kc taps up to a multiple of 4, 8 bytes a
+    tap) and the int32 sums of a block of up to 16 channels at 4 pixels (an odd block's last
+    channel paired with a zero row); the 3x3 depthwise kernel: a row's sums (up to 44) and a spare one, three
     padded input rows and 4 spare bytes; 0 for the others."""
     x, w, y = (g.tensors[t] for t in (node.inputs[0], node.inputs[1], node.outputs[0]))
     c, m, group = x.shape[1], w.shape[0], int(node.attrs.get("group", 1))
@@ -145,7 +145,7 @@ def min_scratch(g, node) -> int:
     if group == 1:
         kc4 = (c * int(np.prod(taps)) + 3) // 4 * 4
         block = min(m, 16)
-        return 4 * kc4 + 4 * (2 * block + 2 * (block % 2)) if kc4 <= 576 else 0
+        return 8 * kc4 + 4 * (4 * block + 4 * (block % 2)) if kc4 <= 576 else 0
     if group == c == m and tuple(taps) == (3, 3):
         ow = y.shape[3]
         return 4 * (min(ow, 44) + 1) + 3 * ((ow - 1) * strides[1] + 3) + 4

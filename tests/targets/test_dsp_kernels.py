@@ -84,9 +84,10 @@ def test_dsp_paths_equal_host_and_reference(tmp_path, scaling):
 def test_dsp_mm_fused_qadd(tmp_path, m):
     """Fused residual Adds computed in nncc_qconv_mm_sums()'s epilogue (q->rp): a 1x1 layer over
     its own input (the conv first) and a 3x3 one (the residual first), odd and even channel
-    counts (an odd count's last channel alone reads no residual past its own) over an odd
-    plane; the host equals the integer reference and QEMU the host."""
-    xs = (1, m, 5, 5)
+    counts (an odd count's last channel alone reads no residual past its own) over a plane of
+    35 pixels (its last quad short: 3 pixels, whose residuals and outputs go through the
+    scratch); the host equals the integer reference and QEMU the host."""
+    xs = (1, m, 5, 7)
     rng = np.random.default_rng(21 + m)
     n0, i0 = conv(rng, "a", "x", "a", (m, m, 1, 1), True)
     n1, i1 = conv(rng, "b", "s", "b", (m, m, 3, 3), True, pads=[1, 1, 1, 1])
@@ -232,25 +233,28 @@ def test_dsp_mm_one_step(tmp_path):
 
 
 def test_dsp_gather_3x3(tmp_path):
-    """The gatherer's rows of 3 taps: inside the input at stride 1 (a word's byte pairs), at
-    stride 2 (pairs that straddle output rows included) and above and below it (pads on top and
-    bottom only: whole rows); the same as the host."""
-    xs = (1, 3, 9, 9)
+    """The gatherer's rows of 3 taps: inside the input at stride 1 (4 pixels on a row: a tap's
+    inputs one word; 3 rows a channel, or 2), at stride 2 (quads that straddle output rows
+    included) and above and below it (pads on top and bottom only: whole rows); the same as the
+    host."""
+    xs = (1, 3, 11, 11)
     path = convs(tmp_path, xs, 14, [("a", "x", "a", (4, 3, 3, 3)),
-                                    ("b", "a", "b", (5, 4, 3, 3), {"strides": [2, 2]}),
+                                    ("e", "a", "e", (4, 4, 2, 3)),
+                                    ("b", "e", "b", (5, 4, 3, 3), {"strides": [2, 2]}),
                                     ("c", "b", "y", (4, 5, 3, 3), {"pads": [1, 0, 1, 0]})])
     res = build(path, tmp_path / "host", samples(xs, 4, 0))
     code = next(res.out_dir.glob("*.c")).read_text()
-    assert "nncc_pkhbt_lsl8(u, u)" in code and "whole rows of 3 taps" in code
+    assert "memcpy(col + 32, r + 2 * rs + 2, 4);" in code and "whole rows of 3 taps" in code
     need("cortex-m4")
     m4_equals_host(tmp_path, path, QuantOptions(samples=samples(xs, 4, 0)), samples(xs, 2, 2))
 
 
 def test_dsp_gather_3x3_borders(tmp_path):
-    """The gatherer at the border: pixel pairs on one row at stride 1 (words shifted at the left
-    and right edges, rows above and below x_zp: nncc_qconv_col_row3()), at stride 2 (whole rows
-    above and below), on an input 4 wide (the narrowest the shifted words read within) and 2
-    wide (the byte loops), and an odd plane's last pixel; the same as the host."""
+    """The gatherer at the border: pixel quads on one row at stride 1 (words shifted at the left
+    or the right edge, rows above and below x_zp: nncc_qconv_col_row3()), at stride 2 (whole rows
+    above and below), on an input 4 wide (both edges: the narrowest the shifted words read
+    within) and 2 wide (the byte loops), quads across rows, and a plane's last quad short of 4
+    pixels; the same as the host."""
     xs = (1, 3, 9, 9)
     path = convs(tmp_path, xs, 15, [("d", "x", "d", (4, 3, 3, 3), {"pads": [1, 1, 1, 1]}),  # 9 x 9
                                     ("e", "d", "e", (4, 4, 3, 3), {"strides": [2, 2], "pads": [1, 0, 1, 0]}),  # 5 x 4
