@@ -35,7 +35,7 @@ import numpy as np
 from ..dtypes import int_range
 
 COL_MAX = 576  # taps of the "mm" kind's window (up to a multiple of 4) widened in the scratch
-MM_BLOCK = 16  # output channels of the "mm" kind's block: their 4 pixels' int32 sums in the scratch
+MM_BLOCK = 8  # output channels of the "mm" kind's block: their 4 pixels' int32 sums in the scratch
 DW3_BUF = 1024  # the most bytes of padded input rows the 3x3 depthwise kernel holds at once
 DW3_COLS = 64  # the 3x3 depthwise kernel's int32 sums per call: an output row, or a part of one
 # struct field -> C type; the layer's values must fit (else the specialized kernel is used)

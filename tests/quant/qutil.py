@@ -135,7 +135,7 @@ def c_driver(tmp_dir: Path, source: Path, cdef: str):
 def min_scratch(g, node) -> int:
     """The least scratch the shared kernel path of a QConv node uses, from its shapes: group 1
     ("mm"): a pixel quad's windows widened to int16 (kc taps up to a multiple of 4, 8 bytes a
-    tap) and the int32 sums of a block of up to 16 channels at 4 pixels (an odd block's last
+    tap) and the int32 sums of a block of up to 8 channels at 4 pixels (an odd block's last
     channel paired with a zero row); the 3x3 depthwise kernel: a row's sums (up to 44) and a spare one, three
     padded input rows and 4 spare bytes; 0 for the others."""
     x, w, y = (g.tensors[t] for t in (node.inputs[0], node.inputs[1], node.outputs[0]))
@@ -144,7 +144,7 @@ def min_scratch(g, node) -> int:
     strides = tuple(node.attrs.get("strides") or (1,) * len(taps))
     if group == 1:
         kc4 = (c * int(np.prod(taps)) + 3) // 4 * 4
-        block = min(m, 16)
+        block = min(m, 8)
         return 8 * kc4 + 4 * (4 * block + 4 * (block % 2)) if kc4 <= 576 else 0
     if group == c == m and tuple(taps) == (3, 3):
         ow = y.shape[3]

@@ -268,13 +268,13 @@ def test_dsp_gather_3x3_borders(tmp_path):
     m4_equals_host(tmp_path, path, QuantOptions(samples=samples(xs, 4, 0)), samples(xs, 2, 2))
 
 
-@pytest.mark.parametrize("opt,m", [("", 5), ("-O0", 5), ("", 17)])
+@pytest.mark.parametrize("opt,m", [("", 5), ("-O0", 5), ("", 17), ("-O0", 17)])
 def test_dsp_mm_odd_channels_in_place(tmp_path, opt, m):
     """A pair's outputs straight from its sums (flagged q8, a bias): an odd channel count's last
-    channel is computed and stored alone (5 channels: after two pairs; 17: a block of 16, then a
-    block of one). In place over a batch of 2 (1x1 m -> m), a store past the last channel of
-    image 0 would land on image 1's inputs before they are read. Unoptimized builds store the
-    sums and take the outputs helper instead."""
+    channel is computed and stored alone (5 channels: after two pairs; 17: after eight, all in
+    one call per quad). In place over a batch of 2 (1x1 m -> m), a store past the last channel
+    of image 0 would land on image 1's inputs before they are read. Unoptimized builds store the
+    sums and take the outputs helper instead (17: blocks of 8, 8 and 1)."""
     xs = (2, 3, 4, 5)
     path = convs(tmp_path, xs, 12, [("a", "x", "a", (m, 3, 1, 1)), ("b", "a", "y", (m, m, 1, 1))])
     res = build(path, tmp_path / "host", samples(xs, 4, 0))
