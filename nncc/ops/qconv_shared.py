@@ -117,6 +117,21 @@ def _q8(right_min: int, right_max: int, act_min: int, act_max: int) -> bool:
     return 1 <= right_min and right_max <= 22 and (act_min, act_max) == (-128, 127)
 
 
+def q8_flags(ctx: dict, terms: int) -> tuple[int, int]:
+    """(acc30, q8) of a packed int8 layer of `terms` products per output (its context ctx):
+    |sum + bias| < 2^30 for every input, so the output helper's one-instruction multiply
+    applies (|x - x_zp| <= 255, |w| <= 127; the packed bias is an int16 shifted by bias - pack
+    bits); and with the full int8 clamp and every channel's right shift r = k - shift_base in
+    1..22 (k < 2^pack_bits), nncc_q8_30() requantizes each output (the DSP paths)."""
+    bias_max = 2 ** (15 - (ctx["pack_bits"] or 0) + (ctx["bias_shift"] or 0)) if ctx["has_bias"] else 0
+    acc30 = terms * 255 * 127 + bias_max < 2 ** 30
+    r_min = -(ctx["shift_base"] or 0)
+    r_max = r_min + (2 ** (ctx["pack_bits"] or 0) - 1 if ctx["has_bias"] else 0)
+    q8 = (ctx["scaling"] == "fixed" and acc30 and ctx["multiplier"] >= 0
+          and _q8(r_min, r_max, ctx["act_min"], ctx["act_max"]))
+    return int(acc30), int(q8)
+
+
 def _dw3_pwid(ow: int, sw: int) -> int:
     """Bytes of a padded row of the 3x3 depthwise kernel's buffer, as the C computes it: the
     columns of all windows, rounded up to a multiple of 4 so that its rows' words at even
@@ -153,17 +168,7 @@ def shared_context(op, ctx: dict, ins, outs, kernel: str | None = None) -> dict:
           "y_zp": ctx["y_zero_point"], "act_min": ctx["act_min"], "act_max": ctx["act_max"],
           "shift_base": ctx["shift_base"], "pack_bits": ctx["pack_bits"],
           "bias_shift": ctx["bias_shift"]}
-    # |sum + bias| < 2^30 for every input: the output helper's one-instruction multiply applies
-    # (|x - x_zp| <= 255, |w| <= 127; the packed bias is an int16 shifted by bias - pack bits)
-    terms = ctx["C"] // ctx["group"] * g["k"][1] * g["k"][2]
-    bias_max = 2 ** (15 - (ctx["pack_bits"] or 0) + (ctx["bias_shift"] or 0)) if ctx["has_bias"] else 0
-    qp["acc30"] = int(terms * 255 * 127 + bias_max < 2 ** 30)
-    # ... and with the full int8 clamp and every channel's right shift r = k - shift_base in
-    # 1..22 (k < 2^pack_bits), nncc_q8_30() requantizes each output (the DSP path)
-    r_min = -(ctx["shift_base"] or 0)
-    r_max = r_min + (2 ** (ctx["pack_bits"] or 0) - 1 if ctx["has_bias"] else 0)
-    qp["q8"] = int(ctx["scaling"] == "fixed" and bool(qp["acc30"]) and ctx["multiplier"] >= 0
-                   and _q8(r_min, r_max, ctx["act_min"], ctx["act_max"]))
+    qp["acc30"], qp["q8"] = q8_flags(ctx, ctx["C"] // ctx["group"] * g["k"][1] * g["k"][2])
     add = _qadd(ctx) if ctx["qadd"] is not None else {"qa": None}
     if add is None:
         return {"shared": []}

@@ -40,7 +40,7 @@ from ..quant import int16 as q16
 from . import Op, register
 from .conv import Conv
 from .pool import AveragePool, GlobalAveragePool, GlobalMaxPool, MaxPool, Window, tap_counts
-from .qconv_shared import mm_weights, packed_slack, shared_context
+from .qconv_shared import mm_weights, packed_slack, q8_flags, shared_context
 
 MAX_TERMS = (2 ** 31 - 1) // (255 * 127)
 # QConv attribute of a fused QAdd: {"name", "conv_first": conv output is the Add's operand a,
@@ -275,9 +275,13 @@ class QGemm(_QMixin, Op):
         return ins[0].shape[0] * ins[1].shape[0] * ins[1].shape[1]
 
     def context(self, ins, outs):
-        return {"M": ins[0].shape[0], "N": ins[1].shape[0], "K": ins[1].shape[1],
-                "has_bias": len(ins) > 2 and ins[2] is not None, **self.q_context(),
-                **type_context(ins, outs)}
+        ctx = {"M": ins[0].shape[0], "N": ins[1].shape[0], "K": ins[1].shape[1],
+               "has_bias": len(ins) > 2 and ins[2] is not None, **self.q_context(),
+               **type_context(ins, outs)}
+        # int8 with the packed form, flagged q8: the DSP path requantizes by nncc_q8_30()
+        int8 = ins[0].dtype == ins[1].dtype == outs[0].dtype == "int8"
+        ctx["q8"] = int8 and ctx["packed"] and bool(q8_flags(ctx, ctx["K"])[1])
+        return ctx
 
 
 @register("QAdd")

@@ -344,9 +344,12 @@ def test_mm_weights_emitted(tmp_path, blob):
     assert (after[0] if after else size) >= f + 32
 
 
-def test_dsp_gemm_4_outputs(tmp_path):
+@pytest.mark.parametrize("opt", ["", "-O0"])
+def test_dsp_gemm_4_outputs(tmp_path, opt):
     """The int8 Gemm's 4-output assembly: 8 inputs per loop turn where K % 8 == 0 (12 -> 8 has
-    K % 8 == 4: one step of 4 per turn; 8 -> 4: two); the same as the host."""
+    K % 8 == 4: one step of 4 per turn; 8 -> 4: two); both layers flagged q8, their outputs by
+    nncc_q8_30() (4 after the assembly loop, 2 after the unoptimized build's C loop); the same
+    as the host, optimized or not."""
     rng = np.random.default_rng(15)
     inits = {"W1": rng.standard_normal((8, 12)).astype(np.float32) * 0.4, "B1": rng.standard_normal(8).astype(np.float32),
              "W2": rng.standard_normal((4, 8)).astype(np.float32) * 0.4, "B2": rng.standard_normal(4).astype(np.float32)}
@@ -357,8 +360,9 @@ def test_dsp_gemm_4_outputs(tmp_path):
     res = build(path, tmp_path / "host", samples(xs, 6, 0))
     code = next(res.out_dir.glob("*.c")).read_text()
     assert code.count('"ldr %[t], [%[a]], #4\\n\\t"') == 3  # once in the first layer's loop, twice in the second's
+    assert code.count("nncc_q8_30(2 * acc") == 2 * (4 + 2)
     need("cortex-m4")
-    m4_equals_host(tmp_path, path, QuantOptions(samples=samples(xs, 6, 0)), samples(xs, 3, 2))
+    m4_equals_host(tmp_path, path, QuantOptions(samples=samples(xs, 6, 0)), samples(xs, 3, 2), opt)
 
 
 def test_packed_slack(tmp_path):
