@@ -224,7 +224,8 @@ def shared_context(op, ctx: dict, ins, outs, kernel: str | None = None) -> dict:
              "mm_q8a": q8_outs and add["qa"] is not None, "mm_sums": kind == "mm" and not q8_outs,
              "dw3_scalar": kind == "dw3" and not (dw3_row and qp["q8"] and g["s"][2] <= 2 and g["o"][2] > 1),
              "qadd_general": add["qa"] is not None and not add["qa"]["fast"],
-             "col_three": kind == "mm" and g["k"][2] == 3 and g["s"][2] == g["d"][2] == 1}
+             "col_three": kind == "mm" and g["k"][2] == 3 and g["s"][2] == g["d"][2] == 1,
+             "col_s2k3": kind == "mm" and g["k"][2] == 3 and g["s"][2] == 2 and g["d"][2] == 1}
     return {"shared": parts, "shared_fn": fn, "shared_needs": needs, "shared_out": out, "shared_qadd": qadd_fn,
             "shared_outs": outs, "shared_kind": kind,
             "shared_scratch": bool(scratch), "shared_ob": ob, "shared_inplace": kernel != "direct",

@@ -234,17 +234,17 @@ def test_dsp_mm_one_step(tmp_path):
 
 def test_dsp_gather_3x3(tmp_path):
     """The gatherer's rows of 3 taps: inside the input at stride 1 (4 pixels on a row: a tap's
-    inputs one word; 3 rows a channel, or 2), at stride 2 (quads that straddle output rows
-    included) and above and below it (pads on top and bottom only: whole rows); the same as the
-    host."""
-    xs = (1, 3, 11, 11)
+    inputs one word; 3 rows a channel, or 2), at stride 2 (4 pixels on a row: the taps' words
+    from the row's 9 bytes by UXTB16; quads that straddle output rows) and above and below it
+    (pads on top and bottom only: whole rows); the same as the host."""
+    xs = (1, 3, 13, 15)
     path = convs(tmp_path, xs, 14, [("a", "x", "a", (4, 3, 3, 3)),
                                     ("e", "a", "e", (4, 4, 2, 3)),
                                     ("b", "e", "b", (5, 4, 3, 3), {"strides": [2, 2]}),
                                     ("c", "b", "y", (4, 5, 3, 3), {"pads": [1, 0, 1, 0]})])
     res = build(path, tmp_path / "host", samples(xs, 4, 0))
     code = next(res.out_dir.glob("*.c")).read_text()
-    assert "memcpy(col + 32, r + 2 * rs + 2, 4);" in code and "whole rows of 3 taps" in code
+    assert "memcpy(col + 32, r + 2 * rs + 2, 4);" in code and "whole rows of 3 taps" in code and "if (s2k3)" in code
     need("cortex-m4")
     m4_equals_host(tmp_path, path, QuantOptions(samples=samples(xs, 4, 0)), samples(xs, 2, 2))
 
@@ -252,9 +252,9 @@ def test_dsp_gather_3x3(tmp_path):
 def test_dsp_gather_3x3_borders(tmp_path):
     """The gatherer at the border: pixel quads on one row at stride 1 (words shifted at the left
     or the right edge, rows above and below x_zp: nncc_qconv_col_row3()), at stride 2 (whole rows
-    above and below), on an input 4 wide (both edges: the narrowest the shifted words read
-    within) and 2 wide (the byte loops), quads across rows, and a plane's last quad short of 4
-    pixels; the same as the host."""
+    above and below; inside quads on a row from words), on an input 4 wide (both edges: the
+    narrowest the shifted words read within) and 2 wide (the byte loops), quads across rows,
+    and a plane's last quad short of 4 pixels; the same as the host."""
     xs = (1, 3, 9, 9)
     path = convs(tmp_path, xs, 15, [("d", "x", "d", (4, 3, 3, 3), {"pads": [1, 1, 1, 1]}),  # 9 x 9
                                     ("e", "d", "e", (4, 4, 3, 3), {"strides": [2, 2], "pads": [1, 0, 1, 0]}),  # 5 x 4
