@@ -14,12 +14,12 @@ is shared; any other QConv keeps its specialized kernel (conv_q.c.j2).
 On cores with the DSP extension (`__ARM_FEATURE_DSP`: Cortex-M4/M7/M33) "mm" runs 2 output
 channels x 4 pixels per step on int16 pairs (SMLAD, an assembly loop; the weights in channel
 pairs: mm_weights()) and "dw3" at stride 1 or 2 across whole rows, two outputs per step,
-requantized in registers. A layer flagged `q8` (full
-int8 clamp, right shifts 1..22, |sum + bias| < 2^30: every MLPerf Tiny layer) requantizes by
-nncc_q8_30(); a fused QAdd flagged `fast` is computed inline too. Other targets compile the
-portable loops (the "mm" kind: two pixels' windows as int16 in the scratch, 2 channels x 4 taps
-per step; ARMv6-M one pixel's), with the same numbers. `shared_needs` tells the emitter which paths a layer takes; the
-shared functions leave out, on DSP cores, the paths no layer of the model takes (k.needs).
+requantized in registers. A layer flagged `q8` (full int8 clamp, right shifts 1..22,
+|sum + bias| < 2^30: every MLPerf Tiny layer; q8_flags()) requantizes by nncc_q8_30(); a fused
+QAdd flagged `fast` is computed inline too. Other targets compile the portable loops (the "mm"
+kind: two pixels' windows as int16 in the scratch, 2 channels x 4 taps per step; ARMv6-M one
+pixel's), with the same numbers. `shared_needs` tells the emitter which paths a layer takes;
+the shared functions leave out, on DSP cores, the paths no layer of the model takes (k.needs).
 
 Workspace: the "mm" and "dw3" kinds' scratch (widened inputs and sums; padded rows and sums) is the
 node's workspace, planned in the arena (QConv.workspace_bytes), never the C stack; they write in
