@@ -43,6 +43,9 @@ def _quant_args(p: argparse.ArgumentParser) -> None:
     p.add_argument("--target-sqnr", type=float, metavar="DB",
                    help="raise layers of an int8 build to int16 until the output SQNR on the "
                         "calibration data reaches DB")
+    p.add_argument("--winograd", action="store_true",
+                   help="int8 3x3 convolutions (stride 1, 8+ channels) by Winograd F(2x2, 3x3): "
+                        "fewer multiplies, 3.6x their weights' flash")
 
 
 VALIDATE_DOC = """\
@@ -134,7 +137,8 @@ def cmd_compile(a) -> int:
 
 
 def _quant_kw(a) -> dict:
-    asked = a.int16 or a.keep_float or a.target_sqnr is not None or a.input_range or a.per_tensor
+    asked = (a.int16 or a.keep_float or a.target_sqnr is not None or a.input_range or a.per_tensor
+             or a.winograd)
     return {"quant": _quant_options(a)} if a.quantize or a.calib or asked else {}
 
 
@@ -142,13 +146,13 @@ def _quant_options(a):
     from .npzio import load_npz
     from .quant.quantize import QuantOptions
     if not a.quantize:
-        raise UsageError("--calib, --input-range, --per-tensor, --int16, --keep-float and "
-                         "--target-sqnr need --quantize int8|int16")
+        raise UsageError("--calib, --input-range, --per-tensor, --int16, --keep-float, "
+                         "--target-sqnr and --winograd need --quantize int8|int16")
     if not a.calib:
         raise UsageError("--quantize needs --calib CALIB.npz (or --calib none: data-free)")
     if a.input_range and a.calib != "none":
         raise UsageError("--input-range is for --calib none (calibration data shows the range)")
-    common = {"scaling": a.scaling, "per_channel": not a.per_tensor}
+    common = {"scaling": a.scaling, "per_channel": not a.per_tensor, "winograd": a.winograd}
     if a.calib == "none":
         if a.quantize != "int8" or a.int16 or a.keep_float or a.target_sqnr is not None:
             raise UsageError("--calib none (data-free) makes a plain int8 build: no int16, "

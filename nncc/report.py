@@ -5,19 +5,16 @@ from __future__ import annotations
 import numpy as np
 
 from . import __version__
+from .codegen.consts import flash_bytes
 from .ir import Graph
 from .memory import MemoryPlan
 from .ops import KEEP_FLOAT, make_op
 
 
-def _weights(g: Graph, node) -> tuple[int, int]:
+def _params(g: Graph, node) -> int:
     op = make_op(node)
-    params = nbytes = 0
-    for i, t in enumerate(node.inputs):
-        if t and g.is_const(t) and i not in op.const_inputs:
-            params += g.tensors[t].size
-            nbytes += g.tensors[t].nbytes
-    return params, nbytes
+    return sum(g.tensors[t].size for i, t in enumerate(node.inputs)
+               if t and g.is_const(t) and i not in op.const_inputs)
 
 
 def layer_bits(g: Graph, node) -> int:
@@ -38,11 +35,14 @@ def precision(g: Graph) -> str:
 
 
 def layer_rows(g: Graph) -> list[dict]:
+    """weights_bytes: the bytes in flash of the constants the layer's kernel reads, as the
+    emitter writes them (an order of the kernel's own may add padding or transform them)."""
     rows = []
+    _, node_bytes = flash_bytes(g)
     for n in g.nodes():
         op = make_op(n)
         outs = [g.tensors[t] for t in n.outputs if t]
-        params, wbytes = _weights(g, n)
+        params, wbytes = _params(g, n), node_bytes.get(n.name, 0)
         rows.append({
             "name": n.name, "op": n.op, "kernel": n.kernel,
             "inputs": [t for t in n.inputs if t], "outputs": [t for t in n.outputs if t],
@@ -69,11 +69,12 @@ def build_report(g: Graph, plan: MemoryPlan, target: str = "host",
     # Weights shared by several nodes are stored once.
     weight_tensors = {t for n in g.nodes() for i, t in enumerate(n.inputs)
                       if t and g.is_const(t) and i not in make_op(n).const_inputs}
+    wbytes, _ = flash_bytes(g)
     return {
         "nncc_version": __version__, "model": g.name, "target": target, "precision": precision,
         "macs": sum(r["macs"] for r in layers),
         "params": sum(g.tensors[t].size for t in weight_tensors),
-        "weights_bytes": sum(g.tensors[t].nbytes for t in weight_tensors),
+        "weights_bytes": wbytes,
         "arena_bytes": plan.arena_bytes,
         "arena_lower_bound_bytes": plan.lower_bound_bytes,
         "arena_naive_bytes": plan.naive_bytes,

@@ -6,7 +6,6 @@ runtime_c/. Files written: NAME.h, NAME.c, NAME_weights.h, nncc_runtime.h, Makef
 from __future__ import annotations
 
 import json
-from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -19,6 +18,7 @@ from ..ops import make_op
 from ..quant.int16 import qrange
 from ..resources import resource_dir
 from .cnames import Namer, comment_text
+from .consts import kernel_constants, laid_name
 from .env import make_env
 
 # Above this many weight bytes, weights are emitted as one byte-string blob: gcc parses a
@@ -66,7 +66,7 @@ class Emitter:
         for t in g.outputs:
             if t not in self.refs and not g.is_const(t):
                 self._ref(t, "output", self.namer(t, "out") if len(g.outputs) > 1 else "output")
-        passed, slack, layouts = self._kernel_constants()
+        passed, slack, layouts = kernel_constants(g)
         for t in g.used_constants():
             if t not in self.refs and (t in passed or t in g.outputs):
                 self._ref(t, "const", self.namer(t, "w"))
@@ -75,12 +75,12 @@ class Emitter:
         # under the constant's name where no kernel reads the constant as it is
         self.laid: dict[tuple[str, int], str] = {}
         for (node, j, t), fn in layouts.items():
-            key = f"{t} ({fn.__name__})"
+            key = laid_name(t, fn)
             if key not in self.refs:
                 info = g.tensors[t]
                 data = fn(info.data)
                 cname = self.namer(key if t in self.refs else t, "w")
-                self.refs[key] = TensorRef(key, cname, tuple(data.shape), int(data.size), CTYPES[info.dtype],
+                self.refs[key] = TensorRef(key, cname, tuple(data.shape), int(data.size), CTYPES[str(data.dtype)],
                                            "const", data=data, slack=slack.get(t, 0))
             self.laid[(node, j)] = key
         for t in g.intermediates():
@@ -96,29 +96,6 @@ class Emitter:
         else:
             h = self.refs[host]
             self._ref(t, h.kind, h.cname, off // np.dtype(self.g.tensors[t].dtype).itemsize)
-
-    def _kernel_constants(self) -> tuple[set[str], dict[str, int], dict[tuple[str, int, str], Callable]]:
-        """Constants some kernel reads at run time as they are, the elements some kernel may
-        read past the end of each (Op.const_slack), and {(node, input j, constant): the order}
-        of those a kernel reads in an order of its own (Op.const_layouts). Those an op needs
-        only at compile time (Op.const_inputs: axes, shapes, pads) are not emitted: they would
-        waste flash, and an empty one (axes=[]) is not valid C."""
-        out: set[str] = set()
-        slack: dict[str, int] = {}
-        layouts: dict[tuple[str, int, str], Callable] = {}
-        for node in self.g.nodes():
-            op = make_op(node)
-            ins = [self.g.tensors[t] if t else None for t in node.inputs]
-            laid = op.const_layouts(ins, [self.g.tensors[t] for t in node.outputs if t])
-            for j, t in enumerate(node.inputs):
-                if t and j in laid and self.g.is_const(t):
-                    layouts[(node.name, j, t)] = laid[j]
-                elif t and j not in op.const_inputs:
-                    out.add(t)
-            for j, n in op.const_slack(ins).items():
-                t = node.inputs[j]
-                slack[t] = max(slack.get(t, 0), n)
-        return out, slack, layouts
 
     def _ref(self, t: str, kind: str, cname: str, offset: int = 0) -> None:
         info: TensorInfo = self.g.tensors[t]

@@ -144,7 +144,10 @@ def _workspaces(g: Graph, nodes, ops, al: Aliasing) -> None:
         op = ops[n.name]
         if op is None or n.name in al.skipped:
             continue
-        size = op.workspace_bytes(*_infos(g, n), al.kernel.get(n.name, "direct"))
+        # the in-place variant chosen here, else the node's own kernel (nncc/lower.py), never
+        # an in-place variant an earlier plan chose
+        own = "direct" if n.kernel.endswith("_inplace") else n.kernel
+        size = op.workspace_bytes(*_infos(g, n), al.kernel.get(n.name, own))
         if size:
             name, k = f"workspace:{n.name}", 1
             while name in g.tensors:

@@ -5,7 +5,7 @@ rather than by a specialized kernel per layer (the 8 KB code budget of the MCU t
 
 The kind -- what the function's text depends on -- is the kernel variant ("mm": group 1 with a
 window of at most COL_MAX taps; "pw": a larger 1x1; depthwise "dw3" (3x3) and "dw"; "direct": the
-rest), output channels per loaded input of the portable loops (4 when they divide evenly), the
+rest; "wino": the node's kernel "winograd", nncc/ops/qconv_wino.py), output channels per loaded input of the portable loops (4 when they divide evenly), the
 scaling, whether there is a bias and a fused QAdd; shapes, window and numbers are run-time.
 A fused QAdd's numbers go in a second struct. Only the packed form of nncc/quant/rewrite.py with
 int8 tensors (x, w, y and a fused QAdd's residual), 1-D/2-D windows and "fixed" / "shift" scaling
@@ -33,6 +33,7 @@ from __future__ import annotations
 import numpy as np
 
 from ..dtypes import int_range
+from . import qconv_wino as wino
 
 COL_MAX = 576  # taps of the "mm" kind's window (up to a multiple of 4) widened in the scratch
 MM_BLOCK = 8  # output channels of the "mm" kind's block: their 4 pixels' int32 sums in the scratch
@@ -159,7 +160,8 @@ def shared_context(op, ctx: dict, ins, outs, kernel: str | None = None) -> dict:
     if (not ctx["packed"] or ctx["scaling"] not in ("fixed", "shift")
             or any(t is None or t.dtype != "int8" for t in operands)
             or g["i"][0] != 1 or g["k"][0] != 1 or g["o"][0] != 1
-            or kernel not in ("direct", "dw_inplace", "pw_inplace")):
+            or kernel not in ("direct", "dw_inplace", "pw_inplace", "winograd")
+            or kernel == "winograd" and not wino.geometry_ok(ctx)):
         return {"shared": []}
     qp = {"multiplier": ctx["multiplier"], "N": ctx["N"], "C": ctx["C"], "M": ctx["M"],
           "group": ctx["group"], "ih": g["i"][1], "iw": g["i"][2], "oh": g["o"][1],
@@ -181,7 +183,9 @@ def shared_context(op, ctx: dict, ins, outs, kernel: str | None = None) -> dict:
     dw = ctx["group"] == ctx["C"] == ctx["M"] and (kernel == "dw_inplace" or not unit or ctx["group"] != 1)
     pwid = _dw3_pwid(g["o"][2], g["s"][2])
     kc4 = _align4(ctx["C"] * g["k"][1] * g["k"][2])
-    if not dw and ctx["group"] == 1 and kc4 <= COL_MAX:
+    if kernel == "winograd":
+        kind = "wino"
+    elif not dw and ctx["group"] == 1 and kc4 <= COL_MAX:
         kind = "mm"
     elif unit and ctx["group"] == 1 and not dw:
         kind = "pw"
@@ -192,12 +196,13 @@ def shared_context(op, ctx: dict, ins, outs, kernel: str | None = None) -> dict:
     # the workspace: the scratch of "mm" (even where the target has no DSP path: the C is the
     # same) or of "dw3", which write in place without a copy buffer; else the in-place copy
     # buffer (a pixel's channels / a channel plane)
-    scratch = 8 * kc4 + 16 * MM_BLOCK if kind == "mm" else _dw3_scratch(g) if kind == "dw3" else 0
+    scratch = (8 * kc4 + 16 * MM_BLOCK if kind == "mm" else _dw3_scratch(g) if kind == "dw3"
+               else wino.scratch_bytes(ctx["C"]) if kind == "wino" else 0)
     copy = (ctx["M"] if kind == "pw" else g["o"][1] * g["o"][2]) if kernel != "direct" and not scratch else 0
     if not _fits(qp, FIELDS):
         return {"shared": []}
     # output channels per loaded input of the portable loops
-    ob = ctx["ob"] if ctx["M"] // ctx["group"] % 4 == 0 else 1
+    ob = ctx["ob"] if ctx["M"] // ctx["group"] % 4 == 0 and kind != "wino" else 1
     tail = f"{ctx['scaling']}{'_b' if ctx['has_bias'] else ''}"
     out = f"nncc_qconv_out_{tail}"
     parts = ["qconv_params", out]
@@ -217,7 +222,8 @@ def shared_context(op, ctx: dict, ins, outs, kernel: str | None = None) -> dict:
     q8_outs = mm_outs and bool(qp["q8"]) and (add["qa"] is None or bool(add["qa"]["fast"]))
     dw3_row = kind == "dw3" and ctx["scaling"] == "fixed" and add["qa"] is None
     parts += {"mm": ["nncc_qconv_col", "nncc_qconv_widen", "nncc_qconv_mm_sums", outs, f"{fn}_portable", fn],
-              "dw3": ["nncc_qconv_dw3_sums"] + ["nncc_qconv_dw3_row"] * dw3_row + [outs, fn]}.get(kind, [fn])
+              "dw3": ["nncc_qconv_dw3_sums"] + ["nncc_qconv_dw3_row"] * dw3_row + [outs, fn],
+              "wino": ["nncc_qconv_wino", outs, fn]}.get(kind, [fn])
     # the paths of the shared pieces only some layers take, OR-ed over the model by the emitter
     # (k.needs): on cores with the DSP extension a path no layer takes is left out
     needs = {"requant_general": ctx["scaling"] != "fixed" or not qp["q8"], "mm_q8": q8_outs,
@@ -228,7 +234,7 @@ def shared_context(op, ctx: dict, ins, outs, kernel: str | None = None) -> dict:
              "col_s2k3": kind == "mm" and g["k"][2] == 3 and g["s"][2] == 2 and g["d"][2] == 1}
     return {"shared": parts, "shared_fn": fn, "shared_needs": needs, "shared_out": out, "shared_qadd": qadd_fn,
             "shared_outs": outs, "shared_kind": kind,
-            "shared_scratch": bool(scratch), "shared_ob": ob, "shared_inplace": kernel != "direct",
+            "shared_scratch": bool(scratch), "shared_ob": ob, "shared_inplace": kernel.endswith("_inplace"),
             "dw3_buf": DW3_BUF, "dw3_cols": DW3_COLS, "mm_block": MM_BLOCK, "mm_outs": mm_outs,
             "dw3_row": dw3_row,
             "ws_bytes": scratch or copy,

@@ -41,6 +41,7 @@ from . import Op, register
 from .conv import Conv
 from .pool import AveragePool, GlobalAveragePool, GlobalMaxPool, MaxPool, Window, tap_counts
 from .qconv_shared import mm_weights, packed_slack, q8_flags, shared_context
+from .qconv_wino import sums_fit, wino_weights
 
 MAX_TERMS = (2 ** 31 - 1) // (255 * 127)
 # QConv attribute of a fused QAdd: {"name", "conv_first": conv output is the Add's operand a,
@@ -215,9 +216,18 @@ class QConv(_QMixin, Conv):
         return {2: packed_slack(w.shape, self.group)}
 
     def const_layouts(self, ins, outs):
-        """The "mm" kind reads its weights by channel pairs (mm_weights)."""
+        """The "mm" kind reads its weights by channel pairs (mm_weights), the Winograd kernel
+        transformed (qconv_wino.wino_weights)."""
         ctx = self.context(ins, outs)
-        return {1: mm_weights} if ctx["shared"] and ctx["shared_kind"] == "mm" else {}
+        kind = ctx["shared_kind"] if ctx["shared"] else None
+        return {1: mm_weights} if kind == "mm" else {1: wino_weights} if kind == "wino" else {}
+
+    def winograd_fits(self, ins, outs) -> bool:
+        """The "winograd" kernel can compute this layer: it is shared as that kind (geometry,
+        types: qconv_shared.py) and its integer sums fit int32 (qconv_wino.sums_fit)."""
+        ctx = self.context(ins, outs, "winograd")
+        return (bool(ctx["shared"]) and ctx["shared_kind"] == "wino" and ins[1].data is not None
+                and sums_fit(ins[1].data))
 
     def inplace_kernel(self, ins, outs) -> tuple[int, str] | None:
         """Conv's two variants writing y over x (nncc/ops/conv.py), in conv_q.c.j2: the

@@ -23,6 +23,7 @@ class QuantOptions:
     keep_float: list[str] = field(default_factory=list)  # nodes left in float
     datafree: object = None     # datafree.DataFreeOptions: `--calib none`, no samples used
     target_sqnr: float | None = None  # raise layers to int16 until this output SQNR (quant/auto.py)
+    winograd: bool = False      # int8 3x3 convolutions by Winograd F(2x2, 3x3) (nncc/lower.py)
 
     @property
     def mixed(self) -> bool:
@@ -78,6 +79,9 @@ def quantize(g: Graph, opts: QuantOptions) -> Graph:
     if opts.fuse_add:
         from .fuse_qadd import fuse_qadd
         fuse_qadd(q)
+    if opts.winograd:
+        from ..lower import choose_kernels
+        choose_kernels(q, winograd=True)
     return q
 
 

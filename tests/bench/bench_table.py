@@ -47,6 +47,8 @@ MODELS = {
 PER_LAYER = ("KWS", "int8", "cortex-m4")
 TARGETS = {"float32": ["host", "cortex-m4", "cortex-m7", "rv32imac"],
            "int8": ["host", "cortex-m4", "cortex-m7", "rv32imac", "cortex-m0plus", "cortex-m33"]}
+# int8 with `--winograd`: only for the models it changes (3x3 stride-1 layers of 8+ channels)
+WINOGRAD = ("int8 winograd", ("IC",))
 N_CALIB = 4
 # the cells of a row of table (a), after model, precision, target
 COLS = ("flash", "code", "ram", "arena", "insns", "per_mac", "cycles", "cycles_per_mac")
@@ -54,12 +56,12 @@ BOUND_MODELS = (sorted(ZOO.glob("*.onnx")) + [MLPERF / m[0] for m in MODELS.valu
                 + [LIGHT / f"light_{n}.onnx" for n in ("squeezenet", "inception_v1", "resnet50", "densenet121")])
 
 
-def calib(model: str) -> QuantOptions:
-    return QuantOptions(samples=mlperf_inputs(Path(MODELS[model][0]).stem, N_CALIB, 0))
+def calib(model: str, winograd: bool = False) -> QuantOptions:
+    return QuantOptions(samples=mlperf_inputs(Path(MODELS[model][0]).stem, N_CALIB, 0), winograd=winograd)
 
 
 def quant_kw(model: str, precision: str) -> dict:
-    return {"quant": calib(model)} if precision == "int8" else {}
+    return {"quant": calib(model, precision == WINOGRAD[0])} if precision.startswith("int8") else {}
 
 
 def short(e: Exception) -> str:
@@ -169,7 +171,9 @@ def main() -> int:
     if shutil.which("valgrind") is None:
         ap.error("needs valgrind for the host counts (apt-get install valgrind)")
     t0 = time.time()
-    cells = [(m, p, t) for m in models for p in TARGETS for t in TARGETS[p]]
+    cells = [(m, p, t) for m in models
+             for p in [*TARGETS, *[WINOGRAD[0]] * (m in WINOGRAD[1])]
+             for t in TARGETS[p if p in TARGETS else "int8"]]
     zoo = sorted(ZOO.glob("*.onnx")) + [MLPERF / MODELS[m][0] for m in models]
     with ProcessPoolExecutor(a.jobs) as pool:
         fa = [pool.submit(guarded, cell_row, m, p, t, skip) for m, p, t in cells]
@@ -234,7 +238,9 @@ including the embedded test vectors; code = flash - weights - test vectors (kern
 harness, libc/libgcc pieces); RAM = data + bss including the reserved stack; arena = the
 activation arena inside RAM. "does not fit" is the compile-time refusal (board) or, for the
 instruction count, the emulated machine (targets/README.md lists both). "-" = not applicable (no ELF on the host; cortex-m0plus
-and cortex-m33 are benchmarked int8 only). Instruction counts left out: {skipped}.
+and cortex-m33 are benchmarked int8 only). "int8 winograd" is the int8 build with `--winograd`
+(its 3x3 stride-1 layers by Winograd F(2x2, 3x3), nncc/ops/qconv_wino.py), for the models it
+changes: {", ".join(WINOGRAD[1])}. Instruction counts left out: {skipped}.
 
 {md_table(["model", "precision", "target", "flash B", "code B", "RAM B", "arena B", "instructions",
            "instr/MAC", "cycles (model)", "cycles/MAC"], rows_a, left=3)}

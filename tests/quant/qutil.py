@@ -31,6 +31,17 @@ def conv(rng, name: str, x: str, y: str, w_shape, bias: bool = True, **attrs):
     return helper.make_node("Conv", [x, *inits], [y], **attrs), inits
 
 
+def conv_chain(rng, layers, after=None, bias: bool = True) -> tuple[list, dict]:
+    """Conv nodes and their initializers (conv()) of layers (name, input, output, weight shape,
+    attributes[, bias]); after[name]: the nodes that follow that conv (an activation, an Add)."""
+    nodes, inits = [], {}
+    for name, x, y, ws, attrs, *b in layers:
+        n, i = conv(rng, name, x, y, ws, b[0] if b else bias, **attrs)
+        nodes += [n, *(after or {}).get(name, [])]
+        inits.update(i)
+    return nodes, inits
+
+
 def quantize_inputs(report: dict, sample: dict) -> dict:
     return {t["name"]: fp.quantize_float(sample[t["name"]], t["scale"], t["zero_point"],
                                          *qrange(t["dtype"]), dtype=t["dtype"])

@@ -13,7 +13,7 @@ from onnx import helper
 
 from nncc.ops import make_op
 from nncc.quant.quantize import QuantOptions, quantize
-from tests.quant.qutil import build, check_exact, compile_graph, conv, float_graph, samples
+from tests.quant.qutil import build, check_exact, compile_graph, conv, conv_chain, float_graph, samples
 from tests.util import make_model, save
 
 RNG = np.random.default_rng(5)
@@ -30,13 +30,7 @@ def model(tmp_path, batch=1, bias=True):
               ("e", "d", "e", (6, 8, 1, 1), {}),
               ("f", "e", "f", (6, 1, 2, 3), {"group": 6, "dilations": [1, 2], "pads": [1, 2, 0, 1]}),
               ("g", "f", "y", (3, 6, 3, 3), {"pads": [1, 1, 1, 1]})]
-    nodes, inits = [], {}
-    for name, x, y, ws, attrs in layers:
-        n, i = conv(RNG, name, x, y, ws, bias, **attrs)
-        nodes.append(n)
-        inits.update(i)
-        if name == "b":
-            nodes.append(helper.make_node("Relu", ["b"], ["br"]))
+    nodes, inits = conv_chain(RNG, layers, {"b": [helper.make_node("Relu", ["b"], ["br"])]}, bias)
     xs = (batch, 4, 9, 8)
     return save(make_model(nodes, [("x", xs)], [("y", None)], inits), tmp_path), xs
 

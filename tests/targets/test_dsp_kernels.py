@@ -21,10 +21,12 @@ from nncc import firmware
 from nncc.compiler import compile_model
 from nncc.ops.qconv_shared import FIELDS, QADD_FIELDS, mm_weights
 from nncc.quant.quantize import QuantOptions
-from tests.quant.qutil import build, check_exact, conv, samples
+from tests.quant.qutil import build, check_exact, conv, conv_chain, samples
 from tests.quant.test_inplace_q import CASES as INPLACE_CASES
 from tests.quant.test_inplace_q import chain
 from tests.quant.test_qconv_shared import model as shared_model
+from tests.quant.test_winograd import XS as WINO_XS
+from tests.quant.test_winograd import model as wino_model
 from tests.targets.test_firmware import int8_qemu_equals_host, need
 from tests.util import make_model, save
 
@@ -37,27 +39,19 @@ def model(tmp_path):
     """x -> 1x1 8->8 (in place) -> Relu -> 1x1 8->12 -> 1x1 12->12 + residual -> dw 3x3 ->
     3x3 12->12 + residual -> 1x1 12->5 (no bias, odd M) -> 1x1 5->4 (C % 4 != 0) -> dw 3x3
     stride 2, dilations 2x1 -> 3x3 4->6 stride 2, asymmetric pads -> y."""
-    layers = [("a", "x", "a", (8, 8, 1, 1), True, {}),
-              ("b", "ar", "b", (12, 8, 1, 1), True, {}),
-              ("c", "b", "c", (12, 12, 1, 1), True, {}),
-              ("d", "s", "d", (12, 1, 3, 3), True, {"group": 12, "pads": [1, 1, 1, 1]}),
-              ("h", "d", "h", (12, 12, 3, 3), True, {"pads": [1, 1, 1, 1]}),
-              ("e", "t", "e", (5, 12, 1, 1), False, {}),
-              ("f", "e", "f", (4, 5, 1, 1), True, {}),
-              ("g", "f", "g", (4, 1, 3, 3), True, {"group": 4, "strides": [2, 2], "dilations": [2, 1],
-                                                   "pads": [2, 1, 2, 1]}),
-              ("k", "g", "y", (6, 4, 3, 3), True, {"strides": [2, 2], "pads": [1, 0, 1, 1]})]
-    nodes, inits = [], {}
-    for name, x, y, ws, bias, attrs in layers:
-        n, i = conv(RNG, name, x, y, ws, bias, **attrs)
-        nodes.append(n)
-        inits.update(i)
-        if name == "a":
-            nodes.append(helper.make_node("Relu", ["a"], ["ar"]))
-        if name == "c":
-            nodes.append(helper.make_node("Add", ["c", "b"], ["s"]))
-        if name == "h":
-            nodes.append(helper.make_node("Add", ["d", "h"], ["t"]))
+    layers = [("a", "x", "a", (8, 8, 1, 1), {}),
+              ("b", "ar", "b", (12, 8, 1, 1), {}),
+              ("c", "b", "c", (12, 12, 1, 1), {}),
+              ("d", "s", "d", (12, 1, 3, 3), {"group": 12, "pads": [1, 1, 1, 1]}),
+              ("h", "d", "h", (12, 12, 3, 3), {"pads": [1, 1, 1, 1]}),
+              ("e", "t", "e", (5, 12, 1, 1), {}, False),
+              ("f", "e", "f", (4, 5, 1, 1), {}),
+              ("g", "f", "g", (4, 1, 3, 3), {"group": 4, "strides": [2, 2], "dilations": [2, 1],
+                                             "pads": [2, 1, 2, 1]}),
+              ("k", "g", "y", (6, 4, 3, 3), {"strides": [2, 2], "pads": [1, 0, 1, 1]})]
+    nodes, inits = conv_chain(RNG, layers, {"a": [helper.make_node("Relu", ["a"], ["ar"])],
+                                            "c": [helper.make_node("Add", ["c", "b"], ["s"])],
+                                            "h": [helper.make_node("Add", ["d", "h"], ["t"])]})
     return save(make_model(nodes, [("x", XS)], [("y", None)], inits), tmp_path)
 
 
@@ -388,3 +382,14 @@ def test_q8_requantization_equals_general(tmp_path):
     firmware.build(res.out_dir, t, "EXTRA_CFLAGS=-Werror")
     rr = firmware.run(res.out_dir, res.report)
     assert rr.status == 0 and "q8_check: OK" in rr.stdout, rr.stdout[-500:]
+
+
+@pytest.mark.parametrize("opt", ["", "-O0"])
+def test_dsp_winograd(tmp_path, opt):
+    """The Winograd kernel's DSP paths (the sums' assembly loop, over 2 loop steps; the input
+    transform on int16 halves, 4 columns a word from each channel, an odd C's last channel
+    alone) and, unoptimized, the sums' C form: the same outputs as the host."""
+    path = wino_model(tmp_path)
+    need("cortex-m4")
+    m4_equals_host(tmp_path, path, QuantOptions(samples=samples(WINO_XS, 4, 0), winograd=True),
+                   samples(WINO_XS, 2, 2), opt)

@@ -1,0 +1,22 @@
+"""The pipeline's kernel choice where a node has more than one (DESIGN: lower). The memory
+planner picks the in-place variants itself (nncc/memory/alias.py); this picks the kernels that
+trade flash for speed, which the user asks for: "winograd" (`--winograd`) for the int8 3x3
+convolutions its kernel computes (nncc/ops/qconv_wino.py)."""
+from __future__ import annotations
+
+from .ir import Graph
+from .ops import make_op
+
+
+def choose_kernels(g: Graph, winograd: bool = False) -> list[str]:
+    """Set the chosen nodes' kernel; -> their names."""
+    chosen = []
+    for n in g.nodes():
+        if not winograd or n.op != "QConv":
+            continue
+        ins = [g.tensors[t] if t else None for t in n.inputs]
+        outs = [g.tensors[t] for t in n.outputs if t]
+        if make_op(n).winograd_fits(ins, outs):
+            n.kernel = "winograd"
+            chosen.append(n.name)
+    return chosen
