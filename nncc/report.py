@@ -34,11 +34,10 @@ def precision(g: Graph) -> str:
     return "mixed" if len(kinds) > 1 else (kinds.pop() if kinds else "int8")
 
 
-def layer_rows(g: Graph) -> list[dict]:
-    """weights_bytes: the bytes in flash of the constants the layer's kernel reads, as the
-    emitter writes them (an order of the kernel's own may add padding or transform them)."""
+def layer_rows(g: Graph, node_bytes: dict[str, int]) -> list[dict]:
+    """node_bytes: each layer's weights_bytes, the bytes in flash of the constants its kernel
+    reads as the emitter writes them (an order of the kernel's own may pad or transform them)."""
     rows = []
-    _, node_bytes = flash_bytes(g)
     for n in g.nodes():
         op = make_op(n)
         outs = [g.tensors[t] for t in n.outputs if t]
@@ -59,7 +58,8 @@ def layer_rows(g: Graph) -> list[dict]:
 
 def build_report(g: Graph, plan: MemoryPlan, target: str = "host",
                  precision: str = "float32") -> dict:
-    layers = layer_rows(g)
+    wbytes, node_bytes = flash_bytes(g)
+    layers = layer_rows(g, node_bytes)
     # plan_memory left the nodes in schedule order, so layer i runs at step i.
     live = plan.live_bytes_per_step
     for i, row in enumerate(layers):
@@ -69,7 +69,6 @@ def build_report(g: Graph, plan: MemoryPlan, target: str = "host",
     # Weights shared by several nodes are stored once.
     weight_tensors = {t for n in g.nodes() for i, t in enumerate(n.inputs)
                       if t and g.is_const(t) and i not in make_op(n).const_inputs}
-    wbytes, _ = flash_bytes(g)
     return {
         "nncc_version": __version__, "model": g.name, "target": target, "precision": precision,
         "macs": sum(r["macs"] for r in layers),
