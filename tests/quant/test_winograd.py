@@ -92,6 +92,25 @@ def test_winograd_equals_reference(tmp_path, scaling):
         np.testing.assert_array_equal(a["y"], b["y"])
 
 
+# (input shape, output channels, pads): a batch of 2; outputs of 2x2, 1x1 and 1 row (tile rows
+# cut); pads of 2 (tiles wholly outside the input's columns); C 17 (3 loop steps of 8 channels
+# and a lone 17th), 3 quads a row, asymmetric pads
+EDGES = [((2, 8, 4, 4), 8, [1, 1, 1, 1]), ((1, 8, 2, 2), 9, [1, 1, 1, 1]), ((1, 10, 3, 5), 8, [2, 2, 2, 2]),
+         ((1, 8, 3, 3), 8, [0, 0, 0, 0]), ((1, 17, 5, 18), 11, [1, 0, 2, 1]), ((1, 8, 1, 12), 8, [1, 1, 1, 1])]
+
+
+def one_conv(tmp_path, xs, m: int, pads, seed: int = 0):
+    nodes, inits = conv_chain(np.random.default_rng(seed), [("a", "x", "y", (m, xs[1], 3, 3), {"pads": pads})])
+    return save(make_model(nodes, [("x", xs)], [("y", None)], inits), tmp_path)
+
+
+@pytest.mark.parametrize("xs,m,pads", EDGES)
+def test_winograd_edge_shapes(tmp_path, xs, m, pads):
+    res = build(one_conv(tmp_path, xs, m, pads), tmp_path / "w", samples(xs, 3, 0), winograd=True)
+    assert [ly["kernel"] for ly in res.report["layers"]] == ["winograd"]
+    check_exact(res, samples(xs, 2, 1))
+
+
 def test_weights_bytes_are_the_flash_arrays(tmp_path):
     """report.json counts the arrays the C holds: a Winograd layer's transformed int16 weights
     (and its packed int16 per channel), not the int8 tensor."""

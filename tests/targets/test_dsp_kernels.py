@@ -25,8 +25,10 @@ from tests.quant.qutil import build, check_exact, conv, conv_chain, samples
 from tests.quant.test_inplace_q import CASES as INPLACE_CASES
 from tests.quant.test_inplace_q import chain
 from tests.quant.test_qconv_shared import model as shared_model
+from tests.quant.test_winograd import EDGES as WINO_EDGES
 from tests.quant.test_winograd import XS as WINO_XS
 from tests.quant.test_winograd import model as wino_model
+from tests.quant.test_winograd import one_conv
 from tests.targets.test_firmware import int8_qemu_equals_host, need
 from tests.util import make_model, save
 
@@ -393,3 +395,12 @@ def test_dsp_winograd(tmp_path, opt):
     need("cortex-m4")
     m4_equals_host(tmp_path, path, QuantOptions(samples=samples(WINO_XS, 4, 0), winograd=True),
                    samples(WINO_XS, 2, 2), opt)
+
+
+@pytest.mark.parametrize("case", [0, 4])
+def test_dsp_winograd_edge_shapes(tmp_path, case):
+    """A batch of 2; C 17 over 3 quads a row: the same outputs as the host."""
+    xs, m, pads = WINO_EDGES[case]
+    need("cortex-m4")
+    m4_equals_host(tmp_path, one_conv(tmp_path, xs, m, pads), QuantOptions(samples=samples(xs, 3, 0), winograd=True),
+                   samples(xs, 2, 2))
