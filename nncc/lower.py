@@ -10,9 +10,11 @@ from .ops import make_op
 
 def choose_kernels(g: Graph, winograd: bool = False) -> list[str]:
     """Set the chosen nodes' kernel; -> their names."""
+    if not winograd:
+        return []
     chosen = []
     for n in g.nodes():
-        if not winograd or n.op != "QConv":
+        if n.op != "QConv":
             continue
         ins = [g.tensors[t] if t else None for t in n.inputs]
         outs = [g.tensors[t] for t in n.outputs if t]

@@ -5,7 +5,7 @@ from __future__ import annotations
 import numpy as np
 
 from . import __version__
-from .codegen.consts import flash_bytes
+from .codegen.consts import weight_bytes
 from .ir import Graph
 from .memory import MemoryPlan
 from .ops import KEEP_FLOAT, make_op
@@ -58,7 +58,7 @@ def layer_rows(g: Graph, node_bytes: dict[str, int]) -> list[dict]:
 
 def build_report(g: Graph, plan: MemoryPlan, target: str = "host",
                  precision: str = "float32") -> dict:
-    wbytes, node_bytes = flash_bytes(g)
+    wbytes, node_bytes = weight_bytes(g)
     layers = layer_rows(g, node_bytes)
     # plan_memory left the nodes in schedule order, so layer i runs at step i.
     live = plan.live_bytes_per_step

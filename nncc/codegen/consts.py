@@ -3,33 +3,17 @@ writes into flash and what report.json counts as weights_bytes."""
 from __future__ import annotations
 
 from collections.abc import Callable
+from typing import NamedTuple
 
 from ..ir import Graph
 from ..ops import make_op
 
 
-def kernel_constants(g: Graph) -> tuple[set[str], dict[str, int], dict[tuple[str, int, str], Callable]]:
-    """Constants some kernel reads at run time as they are, the elements some kernel may read
-    past the end of each (Op.const_slack), and {(node, input j, constant): the order} of those a
-    kernel reads in an order of its own (Op.const_layouts). Those an op needs only at compile
-    time (Op.const_inputs: axes, shapes, pads) are not emitted: they would waste flash, and an
-    empty one (axes=[]) is not valid C."""
-    out: set[str] = set()
-    slack: dict[str, int] = {}
-    layouts: dict[tuple[str, int, str], Callable] = {}
-    for node in g.nodes():
-        op = make_op(node)
-        ins = [g.tensors[t] if t else None for t in node.inputs]
-        laid = op.const_layouts(ins, [g.tensors[t] for t in node.outputs if t])
-        for j, t in enumerate(node.inputs):
-            if t and j in laid and g.is_const(t):
-                layouts[(node.name, j, t)] = laid[j]
-            elif t and j not in op.const_inputs:
-                out.add(t)
-        for j, n in op.const_slack(ins).items():
-            t = node.inputs[j]
-            slack[t] = max(slack.get(t, 0), n)
-    return out, slack, layouts
+class KernelConstants(NamedTuple):
+    passed: set[str]  # tensors some kernel reads at run time as they are (constants among them)
+    slack: dict[str, int]  # elements some kernel may read past a constant's end (Op.const_slack)
+    layouts: dict[tuple[str, int, str], Callable]  # (node, input j, constant): its order (Op.const_layouts)
+    reads: dict[str, list[str]]  # node -> the constant arrays it reads (laid_name() for a reordered one)
 
 
 def laid_name(t: str, fn: Callable) -> str:
@@ -37,21 +21,35 @@ def laid_name(t: str, fn: Callable) -> str:
     return f"{t} ({fn.__name__})"
 
 
-def flash_bytes(g: Graph) -> tuple[int, dict[str, int]]:
-    """Bytes of the constants the kernels read (each array once: a constant shared by several
-    nodes, or a reordered one, is stored once), and per node the bytes of those it reads."""
-    passed, _, layouts = kernel_constants(g)
-    passed = {t for t in passed if g.is_const(t)}
-    arrays = {t: g.tensors[t].nbytes for t in passed}
-    node_bytes: dict[str, int] = {}
-    for (node, _, t), fn in layouts.items():
-        key = laid_name(t, fn)
-        if key not in arrays:
-            arrays[key] = fn(g.tensors[t].data).nbytes
-        node_bytes[node] = node_bytes.get(node, 0) + arrays[key]
+def kernel_constants(g: Graph) -> KernelConstants:
+    """What the kernels read at run time. Inputs an op needs only at compile time
+    (Op.const_inputs: axes, shapes, pads) are not emitted: they would waste flash, and an empty
+    one (axes=[]) is not valid C."""
+    kc = KernelConstants(set(), {}, {}, {})
     for node in g.nodes():
         op = make_op(node)
+        ins = [g.tensors[t] if t else None for t in node.inputs]
+        laid = op.const_layouts(ins, [g.tensors[t] for t in node.outputs if t])
+        reads = kc.reads.setdefault(node.name, [])
         for j, t in enumerate(node.inputs):
-            if t in passed and (node.name, j, t) not in layouts and j not in op.const_inputs:
-                node_bytes[node.name] = node_bytes.get(node.name, 0) + arrays[t]
-    return sum(arrays.values()), node_bytes
+            if t and j in laid and g.is_const(t):
+                kc.layouts[(node.name, j, t)] = laid[j]
+                reads.append(laid_name(t, laid[j]))
+            elif t and j not in op.const_inputs:
+                kc.passed.add(t)
+                if g.is_const(t):
+                    reads.append(t)
+        for j, n in op.const_slack(ins).items():
+            t = node.inputs[j]
+            kc.slack[t] = max(kc.slack.get(t, 0), n)
+    return kc
+
+
+def weight_bytes(g: Graph) -> tuple[int, dict[str, int]]:
+    """Bytes of the constant arrays the kernels read (each once: a constant shared by several
+    nodes, or a reordered one, is stored once), and per node the bytes of those it reads."""
+    kc = kernel_constants(g)
+    arrays = {t: g.tensors[t].nbytes for t in kc.passed if g.is_const(t)}
+    for (_, _, t), fn in kc.layouts.items():
+        arrays.setdefault(laid_name(t, fn), fn(g.tensors[t].data).nbytes)
+    return sum(arrays.values()), {n: sum(arrays[a] for a in names) for n, names in kc.reads.items()}

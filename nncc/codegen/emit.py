@@ -66,22 +66,22 @@ class Emitter:
         for t in g.outputs:
             if t not in self.refs and not g.is_const(t):
                 self._ref(t, "output", self.namer(t, "out") if len(g.outputs) > 1 else "output")
-        passed, slack, layouts = kernel_constants(g)
+        kc = kernel_constants(g)
         for t in g.used_constants():
-            if t not in self.refs and (t in passed or t in g.outputs):
+            if t not in self.refs and (t in kc.passed or t in g.outputs):
                 self._ref(t, "const", self.namer(t, "w"))
-                self.refs[t].slack = slack.get(t, 0)
+                self.refs[t].slack = kc.slack.get(t, 0)
         # a constant some kernel reads in an order of its own: a reordered array of its own,
         # under the constant's name where no kernel reads the constant as it is
         self.laid: dict[tuple[str, int], str] = {}
-        for (node, j, t), fn in layouts.items():
+        for (node, j, t), fn in kc.layouts.items():
             key = laid_name(t, fn)
             if key not in self.refs:
                 info = g.tensors[t]
                 data = fn(info.data)
                 cname = self.namer(key if t in self.refs else t, "w")
                 self.refs[key] = TensorRef(key, cname, tuple(data.shape), int(data.size), CTYPES[str(data.dtype)],
-                                           "const", data=data, slack=slack.get(t, 0))
+                                           "const", data=data, slack=kc.slack.get(t, 0))
             self.laid[(node, j)] = key
         for t in g.intermediates():
             self._intermediate_ref(t)

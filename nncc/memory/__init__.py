@@ -15,7 +15,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 
 from ..ir import Graph
-from .alias import Aliasing, analyze_aliases
+from .alias import Aliasing, analyze_aliases, chosen_kernel
 from .exact import MAX_BUFFERS, ExactPlanner
 from .planners import (
     Buffer,
@@ -165,8 +165,7 @@ def plan_memory(g: Graph, align: int = 4, reorder: bool = True, alias: bool = Tr
             apply_schedule(g, before)
     al = analyze_aliases(g, enable=alias)
     for n in g.nodes():  # the kernel variants the aliasing chose; earlier plans' choices undone
-        if n.name in al.kernel or n.kernel.endswith("_inplace"):
-            n.kernel = al.kernel.get(n.name, "direct")
+        n.kernel = chosen_kernel(n, al)
     bufs = lifetimes(g, align, al)
     live = live_bytes(bufs, len(g.nx))
     lower = max(live, default=0)

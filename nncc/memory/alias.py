@@ -135,6 +135,12 @@ def analyze_aliases(g: Graph, enable: bool = True) -> Aliasing:
     return al
 
 
+def chosen_kernel(n, al: Aliasing) -> str:
+    """The node's kernel under this aliasing: the in-place variant chosen here, else the node's
+    own (nncc/lower.py), never an in-place variant an earlier plan chose."""
+    return al.kernel.get(n.name, "direct" if n.kernel.endswith("_inplace") else n.kernel)
+
+
 def _infos(g: Graph, n):
     return [g.tensors[t] if t else None for t in n.inputs], [g.tensors[t] for t in n.outputs if t]
 
@@ -144,10 +150,7 @@ def _workspaces(g: Graph, nodes, ops, al: Aliasing) -> None:
         op = ops[n.name]
         if op is None or n.name in al.skipped:
             continue
-        # the in-place variant chosen here, else the node's own kernel (nncc/lower.py), never
-        # an in-place variant an earlier plan chose
-        own = "direct" if n.kernel.endswith("_inplace") else n.kernel
-        size = op.workspace_bytes(*_infos(g, n), al.kernel.get(n.name, own))
+        size = op.workspace_bytes(*_infos(g, n), chosen_kernel(n, al))
         if size:
             name, k = f"workspace:{n.name}", 1
             while name in g.tensors:
