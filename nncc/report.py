@@ -5,16 +5,10 @@ from __future__ import annotations
 import numpy as np
 
 from . import __version__
-from .codegen.consts import weight_bytes
+from .codegen.consts import KernelConstants, kernel_constants, weight_bytes
 from .ir import Graph
 from .memory import MemoryPlan
 from .ops import KEEP_FLOAT, make_op
-
-
-def _params(g: Graph, node) -> int:
-    op = make_op(node)
-    return sum(g.tensors[t].size for i, t in enumerate(node.inputs)
-               if t and g.is_const(t) and i not in op.const_inputs)
 
 
 def layer_bits(g: Graph, node) -> int:
@@ -34,14 +28,16 @@ def precision(g: Graph) -> str:
     return "mixed" if len(kinds) > 1 else (kinds.pop() if kinds else "int8")
 
 
-def layer_rows(g: Graph, node_bytes: dict[str, int]) -> list[dict]:
-    """node_bytes: each layer's weights_bytes, the bytes in flash of the constants its kernel
-    reads as the emitter writes them (an order of the kernel's own may pad or transform them)."""
+def layer_rows(g: Graph, kc: KernelConstants, node_bytes: dict[str, int]) -> list[dict]:
+    """kc: the constants each kernel reads (params: their elements); node_bytes: each layer's
+    weights_bytes, their bytes in flash as the emitter writes them (an order of the kernel's
+    own may pad or transform them)."""
     rows = []
     for n in g.nodes():
         op = make_op(n)
         outs = [g.tensors[t] for t in n.outputs if t]
-        params, wbytes = _params(g, n), node_bytes.get(n.name, 0)
+        params = sum(g.tensors[t].size for t in kc.weights[n.name])
+        wbytes = node_bytes.get(n.name, 0)
         rows.append({
             "name": n.name, "op": n.op, "kernel": n.kernel,
             "inputs": [t for t in n.inputs if t], "outputs": [t for t in n.outputs if t],
@@ -58,8 +54,9 @@ def layer_rows(g: Graph, node_bytes: dict[str, int]) -> list[dict]:
 
 def build_report(g: Graph, plan: MemoryPlan, target: str = "host",
                  precision: str = "float32") -> dict:
-    wbytes, node_bytes = weight_bytes(g)
-    layers = layer_rows(g, node_bytes)
+    kc = kernel_constants(g)
+    wbytes, node_bytes = weight_bytes(g, kc)
+    layers = layer_rows(g, kc, node_bytes)
     # plan_memory left the nodes in schedule order, so layer i runs at step i.
     live = plan.live_bytes_per_step
     for i, row in enumerate(layers):
@@ -67,8 +64,7 @@ def build_report(g: Graph, plan: MemoryPlan, target: str = "host",
         # the kernel's scratch and in-place copy buffer, planned in the arena (part of live_bytes)
         row["workspace_bytes"] = plan.alias.workspace.get(row["name"], ("", 0))[1]
     # Weights shared by several nodes are stored once.
-    weight_tensors = {t for n in g.nodes() for i, t in enumerate(n.inputs)
-                      if t and g.is_const(t) and i not in make_op(n).const_inputs}
+    weight_tensors = {t for ts in kc.weights.values() for t in ts}
     return {
         "nncc_version": __version__, "model": g.name, "target": target, "precision": precision,
         "macs": sum(r["macs"] for r in layers),

@@ -5,8 +5,9 @@ rather than by a specialized kernel per layer (the 8 KB code budget of the MCU t
 
 The kind -- what the function's text depends on -- is the kernel variant ("mm": group 1 with a
 window of at most COL_MAX taps; "pw": a larger 1x1; depthwise "dw3" (3x3) and "dw"; "direct": the
-rest; "wino": the node's kernel "winograd", nncc/ops/qconv_wino.py), output channels per loaded input of the portable loops (4 when they divide evenly), the
-scaling, whether there is a bias and a fused QAdd; shapes, window and numbers are run-time.
+rest; "wino": the node's kernel "winograd", nncc/ops/qconv_wino.py), output channels per loaded
+input of the portable loops (4 when they divide evenly), the scaling, whether there is a bias
+and a fused QAdd; shapes, window and numbers are run-time.
 A fused QAdd's numbers go in a second struct. Only the packed form of nncc/quant/rewrite.py with
 int8 tensors (x, w, y and a fused QAdd's residual), 1-D/2-D windows and "fixed" / "shift" scaling
 is shared; any other QConv keeps its specialized kernel (conv_q.c.j2).

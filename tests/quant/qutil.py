@@ -147,8 +147,8 @@ def min_scratch(g, node) -> int:
     """The least scratch the shared kernel path of a QConv node uses, from its shapes: group 1
     ("mm"): a pixel quad's windows widened to int16 (kc taps up to a multiple of 4, 8 bytes a
     tap) and the int32 sums of a block of up to 8 channels at 4 pixels (an odd block's last
-    channel paired with a zero row); the 3x3 depthwise kernel: a row's sums (up to 44) and a spare one, three
-    padded input rows and 4 spare bytes; 0 for the others."""
+    channel paired with a zero row); the 3x3 depthwise kernel: a row's sums (up to 44) and a
+    spare one, three padded input rows and 4 spare bytes; 0 for the others."""
     x, w, y = (g.tensors[t] for t in (node.inputs[0], node.inputs[1], node.outputs[0]))
     c, m, group = x.shape[1], w.shape[0], int(node.attrs.get("group", 1))
     taps = w.shape[2:]
