@@ -328,15 +328,24 @@ static inline uint32_t nncc_sxtab16_ror8(uint32_t a, uint32_t v)
     return r;
 }
 
-/* SMMLAR: h + the rounded high word of a * m. With m >= 0 the product's sign is a's, or the
- * product is 0: nncc_rdbpot_rz() of the high word x is (nncc_smmlar(a, m, rz) + (a >> 31)) >>
- * right, as x + rz - 1 and x + rz shift to the same value when x = 0 (rz = 2^(right - 1) + a
- * multiple of 2^right, right >= 1); with right 0 and rz 0, a's sign must not be added. */
+#endif
+
+/* SMMLAR: h + the rounded high word of a * m (one instruction with the DSP extension;
+ * elsewhere the high word plus bit 31 of the low one, which is what adding 2^31 carries). With
+ * m >= 0 the product's sign is a's, or the product is 0: nncc_rdbpot_rz() of the high word x is
+ * (nncc_smmlar(a, m, rz) + (a >> 31)) >> right, as x + rz - 1 and x + rz shift to the same
+ * value when x = 0 (rz = 2^(right - 1) + a multiple of 2^right, right >= 1); with right 0 and
+ * rz 0, a's sign must not be added. */
 static inline int32_t nncc_smmlar(int32_t a, int32_t m, int32_t h)
 {
+#if defined(__ARM_FEATURE_DSP)
     int32_t x;
     __asm__("smmlar %0, %1, %2, %3" : "=r"(x) : "r"(a), "r"(m), "r"(h));
     return x;
+#else
+    const int64_t x = (int64_t)a * m;
+    return (int32_t)((uint32_t)h + (uint32_t)(x >> 32) + ((uint32_t)x >> 31));
+#endif
 }
 
 /* nncc_requantize_r8h() of the full int8 range for |acc| < 2^30, 0 <= m, 1 <= right <= 22, from
@@ -344,9 +353,12 @@ static inline int32_t nncc_smmlar(int32_t a, int32_t m, int32_t h)
  * of 2^right shifts out exactly; |x| <= 2^30 and |rz| < 2^30 cannot overflow). */
 static inline int32_t nncc_q8_30(int32_t a2, int32_t m, int32_t rz, int right)
 {
+#if defined(__ARM_FEATURE_DSP)
     return __ssat((nncc_smmlar(a2, m, rz) + (a2 >> 31)) >> right, 8);
-}
+#else
+    return nncc_clamp_i32((nncc_smmlar(a2, m, rz) + (a2 >> 31)) >> right, -128, 127);
 #endif
+}
 
 /* The sum of n int8 (n < 2^23): a global average pool's plane, a depthwise channel's weights.
  * With the DSP extension 4 a step: USADA8 adds a word's bytes as unsigned, each flipped by its

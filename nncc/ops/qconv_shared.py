@@ -18,8 +18,9 @@ pairs: mm_weights()) and "dw3" at stride 1 or 2 across whole rows, two outputs p
 requantized in registers. A layer flagged `q8` (full int8 clamp, right shifts 1..22,
 |sum + bias| < 2^30: every MLPerf Tiny layer; q8_flags()) requantizes by nncc_q8_30(); a fused
 QAdd flagged `fast` is computed inline too. Other targets compile the portable loops (the "mm"
-kind: two pixels' windows as int16 in the scratch, 2 channels x 4 taps per step; ARMv6-M one
-pixel's), with the same numbers. `shared_needs` tells the emitter which paths a layer takes;
+kind: two pixels' windows as int16 in the scratch, 2 channels x 4 taps per step, a q8 layer's
+outputs requantized inline by nncc_q8_30()'s portable form; ARMv6-M one pixel's, a block of
+channels per nncc_qconv_outs_*() call), with the same numbers. `shared_needs` tells the emitter which paths a layer takes;
 the shared functions leave out, on DSP cores, the paths no layer of the model takes (k.needs).
 
 Workspace: the "mm" and "dw3" kinds' scratch (widened inputs and sums; padded rows and sums) is the
@@ -124,7 +125,7 @@ def q8_flags(ctx: dict, terms: int) -> tuple[int, int]:
     |sum + bias| < 2^30 for every input, so the output helper's one-instruction multiply
     applies (|x - x_zp| <= 255, |w| <= 127; the packed bias is an int16 shifted by bias - pack
     bits); and with the full int8 clamp and every channel's right shift r = k - shift_base in
-    1..22 (k < 2^pack_bits), nncc_q8_30() requantizes each output (the DSP paths)."""
+    1..22 (k < 2^pack_bits), nncc_q8_30() requantizes each output."""
     bias_max = 2 ** (15 - (ctx["pack_bits"] or 0) + (ctx["bias_shift"] or 0)) if ctx["has_bias"] else 0
     acc30 = terms * 255 * 127 + bias_max < 2 ** 30
     r_min = -(ctx["shift_base"] or 0)

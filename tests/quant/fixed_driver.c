@@ -46,6 +46,12 @@ void t_mul_r0_30(const int32_t *x, const int32_t *m, const int32_t *r, int32_t *
     for (i = 0; i < n; ++i) y[i] = nncc_mul_r0_30(x[i], m[i], (int)r[i]);
 }
 
+void t_q8_30(const int32_t *x, const int32_t *m, const int32_t *r, int32_t zp, int32_t *y, int n)
+{
+    int i;
+    for (i = 0; i < n; ++i) y[i] = nncc_q8_30(2 * x[i], m[i], nncc_q8_rz((int)r[i], zp), (int)r[i]);
+}
+
 void t_requantize_shift(const int32_t *x, const int32_t *s, int32_t zp, int32_t lo, int32_t hi,
                         int32_t *y, int n)
 {

@@ -29,6 +29,7 @@ def clib(tmp_path_factory):
         void t_requantize_shift(const int32_t *, const int32_t *, int32_t, int32_t, int32_t,
                                 int32_t *, int);
         void t_mul_r0_30(const int32_t *, const int32_t *, const int32_t *, int32_t *, int);
+        void t_q8_30(const int32_t *, const int32_t *, const int32_t *, int32_t, int32_t *, int);
         void t_dshift_round(const int32_t *, const int32_t *, const int32_t *, int32_t *, int);
         void t_requantize_dshift(const int32_t *, const int32_t *, const int32_t *, int32_t,
                                  int32_t, int32_t, int32_t *, int);
@@ -142,6 +143,23 @@ def test_mul_r0_30(clib):
     r = np.concatenate([np.tile(np.arange(32), len(edges) * 2), rng.integers(0, 32, 40000)]).astype(np.int32)
     np.testing.assert_array_equal(call(clib, "mul_r0_30", x, m, r),
                                   fp.multiply_by_quantized_multiplier(x, m, -r))
+
+
+def test_q8_30(clib):
+    """nncc_q8_30() in portable C (the shared int8 kernels' requantization of a layer flagged q8
+    off the DSP extension: the high word's rounding from the low word's bit 31, the zero point in
+    the rounding term) == requantize() to the full int8 range over its whole domain: |acc| < 2^30,
+    0 <= m < 2^31, right shifts 1..22, zero points at both ends and between."""
+    rng = np.random.default_rng(9)
+    lim = 2 ** 30 - 1
+    edges = np.array([0, 1, -1, lim, -lim, 2 ** 29, -(2 ** 29), 12345, -12345])
+    x = np.concatenate([np.repeat(edges, 88), rand_i32(rng, 40000) >> 2]).astype(np.int32)
+    m = np.concatenate([np.tile([0, 1, 2 ** 30, 2 ** 31 - 1], len(edges) * 22),
+                        rng.integers(0, 2 ** 31, 40000)]).astype(np.int32)
+    r = np.concatenate([np.tile(np.arange(1, 23), len(edges) * 4), rng.integers(1, 23, 40000)]).astype(np.int32)
+    for zp in (-128, -1, 0, 37, 127):
+        np.testing.assert_array_equal(call(clib, "q8_30", x, m, r, zp),
+                                      fp.requantize(x, m, -r, zp, -128, 127, np.int32))
 
 
 def test_mul_qm_matches_real_multiplication():

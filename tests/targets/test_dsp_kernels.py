@@ -374,9 +374,10 @@ def test_packed_slack(tmp_path):
 
 
 def test_q8_requantization_equals_general(tmp_path):
-    """nncc_q8_30() (nncc_fixed.h), the DSP paths' one requantization of the layers flagged q8
-    (qconv_shared.py), equals nncc_requantize() on 200,000 draws over its whole domain: the
-    check (c/q8_check.c) replaces a cortex-m4 project's main.c and runs in QEMU."""
+    """nncc_q8_30() (nncc_fixed.h), the requantization of the layers flagged q8 (qconv_shared.py),
+    in its DSP form (SMMLAR, SSAT; the portable form: test_fixed_point.py), equals
+    nncc_requantize() on 200,000 draws over its whole domain: the check (c/q8_check.c) replaces
+    a cortex-m4 project's main.c and runs in QEMU."""
     t = need("cortex-m4")
     res = firmware.compile_firmware(model(tmp_path), tmp_path / "p", "cortex-m4", build_elf=False,
                                     quant=QuantOptions(samples=samples(XS, 2, 0)))
