@@ -105,9 +105,10 @@ def structs(code: str, kind: str = "qconv") -> list[dict]:
     return [dict(zip(fields, map(int, r.split(", ")), strict=True)) for r in rows]
 
 
-def m4_equals_host(tmp_path, path, quant, inputs, cflags=""):
-    """The model's int8 firmware runs in QEMU (cortex-m4) and every output equals the host's."""
-    fw = int8_qemu_equals_host(path, inputs, "cortex-m4", tmp_path / "m4", quant, cflags)
+def m4_equals_host(tmp_path, path, quant, inputs, cflags="", target="cortex-m4"):
+    """The model's int8 firmware runs in QEMU (cortex-m4, or target) and every output equals the
+    host's."""
+    fw = int8_qemu_equals_host(path, inputs, target, tmp_path / target, quant, cflags)
     assert [(o["name"], o["dtype"]) for o in fw.report["outputs"]] == [("y", "int8")]
 
 
@@ -280,11 +281,14 @@ def test_dsp_mm_odd_channels_in_place(tmp_path, opt, m):
     m4_equals_host(tmp_path, path, QuantOptions(samples=samples(xs, 4, 0)), samples(xs, 2, 2), opt)
 
 
-def test_dsp_paths_narrow_clamp(tmp_path):
+@pytest.mark.parametrize("target", ["cortex-m4", "rv32imac"])
+def test_dsp_paths_narrow_clamp(tmp_path, target):
     """Layers whose clamp is narrower than int8's (a Relu whose output shares a Concat's range:
-    act_min > -128) are not flagged q8 and take the general requantization on the DSP paths: a
-    1x1 ("mm") and a 3x3 depthwise ("dw3") layer of each flag, the same outputs as the host."""
-    need("cortex-m4")
+    act_min > -128) are not flagged q8 and take the general requantization on the DSP paths (and
+    on rv32imac's portable "mm" loop, 4 channels a step there, where a q8 layer's requantization
+    is inline): a 1x1 ("mm") and a 3x3 depthwise ("dw3") layer of each flag, the same outputs as
+    the host."""
+    need(target)
     xs = (1, 8, 6, 6)
     rng = np.random.default_rng(3)
     nodes, inits = [], {}
@@ -303,7 +307,7 @@ def test_dsp_paths_narrow_clamp(tmp_path):
     # both paths kept (k.needs): the dw3 rows where flagged, the scalar sums and the general
     # requantization for the others
     assert "const int row = sw <= 2 && p->q8 && ow > 1;" in code and "any other layer" in code
-    m4_equals_host(tmp_path, path, QuantOptions(samples=samples(xs, 6, 0)), samples(xs, 2, 2))
+    m4_equals_host(tmp_path, path, QuantOptions(samples=samples(xs, 6, 0)), samples(xs, 2, 2), target=target)
 
 
 def test_mm_weights_order():
