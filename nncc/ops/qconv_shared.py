@@ -17,11 +17,13 @@ channels x 4 pixels per step on int16 pairs (SMLAD, an assembly loop; the weight
 pairs: mm_weights()) and "dw3" at stride 1 or 2 across whole rows, two outputs per step,
 requantized in registers. A layer flagged `q8` (full int8 clamp, right shifts 1..22,
 |sum + bias| < 2^30: every MLPerf Tiny layer; q8_flags()) requantizes by nncc_q8_30(); a fused
-QAdd flagged `fast` is computed inline too. Other targets compile the portable loops (the "mm"
-kind: two pixels' windows as int16 in the scratch, 2 channels x 4 taps per step, a q8 layer's
-outputs requantized inline by nncc_q8_30()'s portable form; ARMv6-M one pixel's, a block of
-channels per nncc_qconv_outs_*() call), with the same numbers. `shared_needs` tells the emitter which paths a layer takes;
-the shared functions leave out, on DSP cores, the paths no layer of the model takes (k.needs).
+QAdd flagged `fast` is computed inline too. Other targets compile the portable loops, with the
+same numbers: the "mm" kind's two pixels' windows as int16 in the scratch, 2 channels (4 on
+RISC-V) x 4 taps per step, a q8 layer's outputs requantized inline by nncc_q8_30()'s portable
+form (with a fused QAdd, or on ARMv6-M, one pixel at a time, a block of channels per
+nncc_qconv_outs_*() call); the "dw3" kind's rows of a q8 layer in C. `shared_needs` tells the
+emitter which paths a layer takes; the shared functions leave out, on DSP cores, the paths no
+layer of the model takes (k.needs).
 
 Workspace: the "mm" and "dw3" kinds' scratch (widened inputs and sums; padded rows and sums) is the
 node's workspace, planned in the arena (QConv.workspace_bytes), never the C stack; they write in
@@ -218,7 +220,8 @@ def shared_context(op, ctx: dict, ins, outs, kernel: str | None = None) -> dict:
     # the "mm" kind's pixel quads may go from sums to outputs in nncc_qconv_mm_sums() (fixed
     # scaling, a bias, a fused QAdd of fixed scaling or none: the text of the kernel), and do for
     # a layer flagged q8 whose fused QAdd, if any, is of the usual kind (qa.fast); the "dw3"
-    # kind's rows at stride 1 across have a helper of their own (fixed scaling, no QAdd)
+    # kind's rows have a helper of their own (fixed scaling, no QAdd; with the DSP extension at
+    # stride 1 or 2 across)
     mm_outs = (kind == "mm" and ctx["scaling"] == "fixed" and ctx["has_bias"]
                and (add["qa"] is None or add["qa_rt"]["scaling"] == "fixed"))
     q8_outs = mm_outs and bool(qp["q8"]) and (add["qa"] is None or bool(add["qa"]["fast"]))
