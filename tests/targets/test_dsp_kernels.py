@@ -281,13 +281,13 @@ def test_dsp_mm_odd_channels_in_place(tmp_path, opt, m):
     m4_equals_host(tmp_path, path, QuantOptions(samples=samples(xs, 4, 0)), samples(xs, 2, 2), opt)
 
 
-@pytest.mark.parametrize("target", ["cortex-m4", "rv32imac"])
+@pytest.mark.parametrize("target", ["cortex-m4", "rv32imac", "cortex-m0plus"])
 def test_dsp_paths_narrow_clamp(tmp_path, target):
     """Layers whose clamp is narrower than int8's (a Relu whose output shares a Concat's range:
     act_min > -128) are not flagged q8 and take the general requantization on the DSP paths (and
-    on rv32imac's portable "mm" loop, 4 channels a step there, where a q8 layer's requantization
-    is inline): a 1x1 ("mm") and a 3x3 depthwise ("dw3") layer of each flag, the same outputs as
-    the host."""
+    on the portable loops where a q8 layer's requantization is inline: rv32imac's "mm" loop, 4
+    channels a step there, and ARMv6-M's 1x1 loop): a 1x1 ("mm") and a 3x3 depthwise ("dw3")
+    layer of each flag, the same outputs as the host."""
     need(target)
     xs = (1, 8, 6, 6)
     rng = np.random.default_rng(3)
