@@ -377,13 +377,15 @@ def test_packed_slack(tmp_path):
     assert sorted(decl) == [("4", "", "4"), ("5", ", and 1 zeros a kernel may read past its end", "6")]
 
 
-def test_q8_requantization_equals_general(tmp_path):
+@pytest.mark.parametrize("target", ["cortex-m4", "cortex-m0plus"])
+def test_q8_requantization_equals_general(tmp_path, target):
     """nncc_q8_30() (nncc_fixed.h), the requantization of the layers flagged q8 (qconv_shared.py),
-    in its DSP form (SMMLAR, SSAT; the portable form: test_fixed_point.py), equals
-    nncc_requantize() on 200,000 draws over its whole domain: the check (c/q8_check.c) replaces
-    a cortex-m4 project's main.c and runs in QEMU."""
-    t = need("cortex-m4")
-    res = firmware.compile_firmware(model(tmp_path), tmp_path / "p", "cortex-m4", build_elf=False,
+    in its DSP form (SMMLAR, SSAT: cortex-m4) and its ARMv6-M form (the high word from 16 x 16
+    products: cortex-m0plus; the portable form: test_fixed_point.py), equals nncc_requantize()
+    on 200,000 draws over its whole domain: the check (c/q8_check.c) replaces the project's
+    main.c and runs in QEMU."""
+    t = need(target)
+    res = firmware.compile_firmware(model(tmp_path), tmp_path / "p", target, build_elf=False,
                                     quant=QuantOptions(samples=samples(XS, 2, 0)))
     shutil.copy(Path(__file__).parent / "c" / "q8_check.c", res.out_dir / "main.c")
     firmware.build(res.out_dir, t, "EXTRA_CFLAGS=-Werror")

@@ -1,7 +1,8 @@
-/* Checks nncc_q8_30() (the shared int8 kernels' requantization of a layer flagged q8), its DSP
- * form, against nncc_requantize(), the general form, over its whole stated domain: |acc| < 2^30,
- * 0 <= m < 2^31, 1 <= right <= 22, every int8 zero point, the full int8 clamp. The ends of each
- * range are drawn often. Exit status 0 when all agree; else the first disagreement is printed. */
+/* Checks nncc_q8_30() (the shared int8 kernels' requantization of a layer flagged q8), in the
+ * form the target compiles (DSP, ARMv6-M), against nncc_requantize(), the general form, over
+ * its whole stated domain: |acc| < 2^30, 0 <= m < 2^31, 1 <= right <= 22, every int8 zero
+ * point, the full int8 clamp. The ends of each range are drawn often. Exit status 0 when all
+ * agree; else the first disagreement is printed. */
 #include <stdint.h>
 
 #include "nncc_fixed.h"
