@@ -365,6 +365,22 @@ def test_dsp_gemm_4_outputs(tmp_path, opt):
     m4_equals_host(tmp_path, path, QuantOptions(samples=samples(xs, 6, 0)), samples(xs, 3, 2), opt)
 
 
+@pytest.mark.parametrize("opts", [{}, {"scaling": "shift"}, {"scaling": "double-shift"},
+                                  {"packed": False, "per_channel": False}])
+def test_gemm_8_outputs_rv32(tmp_path, opts):
+    """The portable Gemm's RISC-V form, 8 outputs per loaded input (N % 8 == 0; their
+    requantization in a loop), in every requantization form: the same outputs as the host's
+    4-output loop. The rows' scales spread over 2^7, so the channels' shifts differ."""
+    rng = np.random.default_rng(16)
+    w = rng.standard_normal((16, 12)) * 0.4 * 2.0 ** (np.arange(16) % 8 - 4)[:, None]
+    inits = {"W": w.astype(np.float32), "B": rng.standard_normal(16).astype(np.float32)}
+    nodes = [helper.make_node("Gemm", ["x", "W", "B"], ["y"], transB=1)]
+    xs = (1, 12)
+    path = save(make_model(nodes, [("x", xs)], [("y", None)], inits), tmp_path)
+    need("rv32imac")
+    m4_equals_host(tmp_path, path, QuantOptions(samples=samples(xs, 6, 0), **opts), samples(xs, 3, 2), target="rv32imac")
+
+
 def test_packed_slack(tmp_path):
     """nncc_qconv_mm_sums() reads a channel pair's two packed int16 together: a group-1 layer
     with an odd channel count (1x1 3 -> 5) carries one zero more; an even one (5 -> 4) none."""
