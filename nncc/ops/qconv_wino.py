@@ -1,5 +1,5 @@
 """Winograd F(2x2, 3x3) for int8 3x3 convolutions: the QConv kernel "winograd" (`--winograd`,
-chosen by nncc/lower.py), one shared function (templates/ops/conv_q_wino.c.j2).
+chosen by nncc/lower.py), one shared function (templates/ops/qconv/wino.c.j2).
 
 A 2x2 output tile is A^T [sum over ci of U (.) V] A, with V = B^T d B of its 4x4 input patch d
 (x - x_zp, 0 outside the input) and U the transformed 3x3 weights. G has halves, so the weights

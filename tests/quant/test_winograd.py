@@ -1,5 +1,5 @@
 """The Winograd F(2x2, 3x3) kernel of int8 3x3 convolutions (`--winograd`, nncc/ops/qconv_wino.py,
-templates/ops/conv_q_wino.c.j2): its integer transforms equal the direct convolution (numpy), the
+templates/ops/qconv/wino.c.j2): its integer transforms equal the direct convolution (numpy), the
 layers it takes, its weights' order and flash bytes, and its C equal to the integer reference bit
 for bit on the host (the portable path; tests/targets/test_dsp_kernels.py runs the DSP one)."""
 from __future__ import annotations
