@@ -121,6 +121,22 @@ def test_dsp_paths_other_optimization(tmp_path, opt):
     m4_equals_host(tmp_path, path, QuantOptions(samples=samples(XS, 6, 0)), samples(XS, 2, 2), opt)
 
 
+@pytest.mark.parametrize("opt", ["", "-O0"])
+def test_armv6m_sums(tmp_path, opt):
+    """ARMv6-M's "mm" layers of 4k channels (six_sums()'s assembly; its C loop at -O0): 1x1
+    layers in place, with a fused residual, with C % 4 != 0 (zero taps past C), 3x3 layers
+    gathered with a fused residual; and a batch of 2 without bias through every shared kind. On
+    cortex-m0plus every output equals the host's."""
+    need("cortex-m0plus")
+    path = model(tmp_path)
+    m4_equals_host(tmp_path, path, QuantOptions(samples=samples(XS, 6, 0)), samples(XS, 2, 2), opt,
+                   target="cortex-m0plus")
+    (tmp_path / "b2").mkdir()
+    path, xs = shared_model(tmp_path / "b2", batch=2, bias=False)
+    draw = samples(xs, 8, 4)
+    m4_equals_host(tmp_path / "b2", path, QuantOptions(samples=draw[:6]), draw[6:], opt, target="cortex-m0plus")
+
+
 @pytest.mark.parametrize("case", ["batch2_nobias", "pw_1d", "dw_1d"])
 def test_dsp_paths_other_shapes(tmp_path, case):
     """The same on the shapes the portable tests cover: a batch of 2 without bias through every
