@@ -121,10 +121,10 @@ def test_dsp_paths_other_optimization(tmp_path, opt):
     m4_equals_host(tmp_path, path, QuantOptions(samples=samples(XS, 6, 0)), samples(XS, 2, 2), opt)
 
 
-@pytest.mark.parametrize("opt", ["", "-O0"])
+@pytest.mark.parametrize("opt", ["", "-O0", "-O1", "-Os"])
 def test_armv6m_sums(tmp_path, opt):
-    """ARMv6-M's "mm" layers of 4k channels (six_sums()'s assembly; its C loop at -O0): 1x1
-    layers in place, with a fused residual, with C % 4 != 0 (zero taps past C), 3x3 layers
+    """ARMv6-M's "mm" layers of 4k channels (six_sums()'s assembly, at any optimization level):
+    1x1 layers in place, with a fused residual, with C % 4 != 0 (zero taps past C), 3x3 layers
     gathered with a fused residual; and a batch of 2 without bias through every shared kind. On
     cortex-m0plus every output equals the host's."""
     need("cortex-m0plus")
