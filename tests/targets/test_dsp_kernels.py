@@ -6,7 +6,8 @@ paths special-case: 1x1 layers widened straight from their input over an odd num
 layers gathered (C % 4 != 0) with an odd number of output channels, a weight row of 5 taps (a
 partial last word), no bias; 3x3 depthwise layers whose inside columns come in pairs (stride 1)
 and alone (odd count, stride 2, vertical dilation); 3x3 layers gathered (with a fused residual;
-stride 2, asymmetric pads)."""
+stride 2, asymmetric pads). ARMv6-M's assembly sums (six_sums()) run the same model on
+cortex-m0plus."""
 from __future__ import annotations
 
 import re
