@@ -385,15 +385,18 @@ def test_dsp_gemm_4_outputs(tmp_path, opt):
 @pytest.mark.parametrize("opts", [{}, {"scaling": "shift"}, {"scaling": "double-shift"},
                                   {"packed": False, "per_channel": False}])
 def test_gemm_8_outputs_rv32(tmp_path, opts):
-    """The portable Gemm's RISC-V form, 8 outputs per loaded input (N % 8 == 0; their
-    requantization in a loop), in every requantization form: the same outputs as the host's
-    4-output loop. The rows' scales spread over 2^7, so the channels' shifts differ."""
+    """The portable Gemm's form of 8 outputs per loaded input (N % 8 == 0; their requantization in
+    a loop; RISC-V and x86-64), in every requantization form: on the host equal to the integer
+    reference, on rv32imac to the host. The rows' scales spread over 2^7, so the channels'
+    shifts differ."""
     rng = np.random.default_rng(16)
     w = rng.standard_normal((16, 12)) * 0.4 * 2.0 ** (np.arange(16) % 8 - 4)[:, None]
     inits = {"W": w.astype(np.float32), "B": rng.standard_normal(16).astype(np.float32)}
     nodes = [helper.make_node("Gemm", ["x", "W", "B"], ["y"], transB=1)]
     xs = (1, 12)
     path = save(make_model(nodes, [("x", xs)], [("y", None)], inits), tmp_path)
+    res = build(path, tmp_path / "host", samples(xs, 6, 0), **opts)
+    check_exact(res, samples(xs, 3, 2))
     need("rv32imac")
     m4_equals_host(tmp_path, path, QuantOptions(samples=samples(xs, 6, 0), **opts), samples(xs, 3, 2), target="rv32imac")
 
