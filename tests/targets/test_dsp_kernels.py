@@ -6,8 +6,8 @@ paths special-case: 1x1 layers widened straight from their input over an odd num
 layers gathered (C % 4 != 0) with an odd number of output channels, a weight row of 5 taps (a
 partial last word), no bias; 3x3 depthwise layers whose inside columns come in pairs (stride 1)
 and alone (odd count, stride 2, vertical dilation); 3x3 layers gathered (with a fused residual;
-stride 2, asymmetric pads). ARMv6-M's assembly sums (six_sums()) run the same model on
-cortex-m0plus."""
+stride 2, asymmetric pads). The portable paths' assembly sums (ARMv6-M's, RISC-V's) run the
+same model on cortex-m0plus and rv32imac."""
 from __future__ import annotations
 
 import re
@@ -122,20 +122,22 @@ def test_dsp_paths_other_optimization(tmp_path, opt):
     m4_equals_host(tmp_path, path, QuantOptions(samples=samples(XS, 6, 0)), samples(XS, 2, 2), opt)
 
 
+@pytest.mark.parametrize("target", ["cortex-m0plus", "rv32imac"])
 @pytest.mark.parametrize("opt", ["", "-O0", "-O1", "-Os"])
-def test_armv6m_sums(tmp_path, opt):
-    """ARMv6-M's "mm" layers of 4k channels (six_sums()'s assembly, at any optimization level):
-    1x1 layers in place, with a fused residual, with C % 4 != 0 (zero taps past C), 3x3 layers
-    gathered with a fused residual; and a batch of 2 without bias through every shared kind. On
-    cortex-m0plus every output equals the host's."""
-    need("cortex-m0plus")
+def test_portable_asm_sums(tmp_path, target, opt):
+    """The portable "mm" paths' assembly sums, at any optimization level: ARMv6-M's 4 channels of
+    a pixel (the 1x1 loop and the gathering one), RISC-V's 4 channels of 4 pixels (a plane's last
+    pass short: 25 pixels). 1x1 layers in place, with a fused residual, with C % 4 != 0 (zero
+    taps past C), 3x3 layers gathered with a fused residual; and a batch of 2 without bias through
+    every shared kind. Every output equals the host's (layers not flagged q8: narrow_clamp)."""
+    need(target)
     path = model(tmp_path)
     m4_equals_host(tmp_path, path, QuantOptions(samples=samples(XS, 6, 0)), samples(XS, 2, 2), opt,
-                   target="cortex-m0plus")
+                   target=target)
     (tmp_path / "b2").mkdir()
     path, xs = shared_model(tmp_path / "b2", batch=2, bias=False)
     draw = samples(xs, 8, 4)
-    m4_equals_host(tmp_path / "b2", path, QuantOptions(samples=draw[:6]), draw[6:], opt, target="cortex-m0plus")
+    m4_equals_host(tmp_path / "b2", path, QuantOptions(samples=draw[:6]), draw[6:], opt, target=target)
 
 
 @pytest.mark.parametrize("case", ["batch2_nobias", "pw_1d", "dw_1d"])
