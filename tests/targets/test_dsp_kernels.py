@@ -122,14 +122,16 @@ def test_dsp_paths_other_optimization(tmp_path, opt):
     m4_equals_host(tmp_path, path, QuantOptions(samples=samples(XS, 6, 0)), samples(XS, 2, 2), opt)
 
 
-@pytest.mark.parametrize("target", ["cortex-m0plus", "rv32imac"])
-@pytest.mark.parametrize("opt", ["", "-O0", "-O1", "-Os"])
+@pytest.mark.parametrize("target,opt", [(t, o) for t in ("cortex-m0plus", "rv32imac")
+                                        for o in ("", "-O0", "-O1", "-Os")]
+                         + [("cortex-m0plus", "-masm-syntax-unified")])
 def test_portable_asm_sums(tmp_path, target, opt):
-    """The portable "mm" paths' assembly sums, at any optimization level: ARMv6-M's 4 channels of
-    a pixel (the 1x1 loop and the gathering one), RISC-V's 4 channels of 4 pixels (a plane's last
-    pass short: 25 pixels). 1x1 layers in place, with a fused residual, with C % 4 != 0 (zero
-    taps past C), 3x3 layers gathered with a fused residual; and a batch of 2 without bias through
-    every shared kind. Every output equals the host's (layers not flagged q8: narrow_clamp)."""
+    """The portable "mm" paths' assembly sums at any optimization level (and with GCC reading
+    ARMv6-M inline assembly in either syntax): ARMv6-M's 4 channels of a pixel (the 1x1 loop and
+    the gathering one), RISC-V's 4 channels of 4 pixels (a plane's last pass short: 25 pixels).
+    1x1 layers in place, with a fused residual, with C % 4 != 0 (zero taps past C), 3x3 layers
+    gathered with a fused residual; and a batch of 2 without bias through every shared kind.
+    Every output equals the host's (layers not flagged q8: narrow_clamp)."""
     need(target)
     path = model(tmp_path)
     m4_equals_host(tmp_path, path, QuantOptions(samples=samples(XS, 6, 0)), samples(XS, 2, 2), opt,
