@@ -86,19 +86,6 @@ static inline float nncc_expf(float x)
 #define NNCC_NO_LIBCALLS
 #endif
 
-/* The kernels' ARMv6-M assembly is written in unified syntax. GCC reads Thumb-1 inline assembly
- * in divided syntax unless built with -masm-syntax-unified (which defines
- * __ARM_ASM_SYNTAX_UNIFIED__), so there a block switches to unified and back; Clang reads
- * unified only. */
-#if defined(__ARM_ARCH_6M__) && defined(__GNUC__) && !defined(__clang__) \
-    && !defined(__ARM_ASM_SYNTAX_UNIFIED__)
-#define NNCC_T1_BEGIN ".syntax unified\n\t"
-#define NNCC_T1_END "\n\t.syntax divided"
-#else
-#define NNCC_T1_BEGIN ""
-#define NNCC_T1_END ""
-#endif
-
 /* acc[j] += sum over i < n, in order, of x[i * xs] * w[j * wj + i], for j < 4: four dot
  * products sharing each x load (1x1 convolutions, Gemm). The weights run contiguously, so
  * each load post-increments its pointer. */

@@ -418,17 +418,19 @@ def test_packed_slack(tmp_path):
 
 
 @pytest.mark.parametrize("target", ["cortex-m4", "cortex-m0plus"])
-def test_q8_requantization_equals_general(tmp_path, target):
+@pytest.mark.parametrize("opt", ["", "-O0"])
+def test_q8_requantization_equals_general(tmp_path, target, opt):
     """nncc_q8_30() (nncc_fixed.h), the requantization of the layers flagged q8 (qconv_shared.py),
     in its DSP form (SMMLAR, SSAT: cortex-m4) and its ARMv6-M form (the high word from 16 x 16
-    products: cortex-m0plus; the portable form: test_fixed_point.py), equals nncc_requantize()
-    on 200,000 draws over its whole domain: the check (c/q8_check.c) replaces the project's
-    main.c and runs in QEMU."""
+    products in assembly: cortex-m0plus; the portable form: test_fixed_point.py), equals
+    nncc_requantize() on 200,000 draws over its whole domain, and nncc_smmlar() the 64-bit
+    product over the whole int32 range (its edges, 200,000 uniform draws): the check
+    (c/q8_check.c) replaces the project's main.c and runs in QEMU, at -O2 and -O0."""
     t = need(target)
     res = firmware.compile_firmware(model(tmp_path), tmp_path / "p", target, build_elf=False,
                                     quant=QuantOptions(samples=samples(XS, 2, 0)))
     shutil.copy(Path(__file__).parent / "c" / "q8_check.c", res.out_dir / "main.c")
-    firmware.build(res.out_dir, t, "EXTRA_CFLAGS=-Werror")
+    firmware.build(res.out_dir, t, f"EXTRA_CFLAGS=-Werror {opt}")
     rr = firmware.run(res.out_dir, res.report)
     assert rr.status == 0 and "q8_check: OK" in rr.stdout, rr.stdout[-500:]
 

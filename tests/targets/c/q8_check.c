@@ -1,5 +1,7 @@
-/* Checks nncc_q8_30() (the shared int8 kernels' requantization of a layer flagged q8), in the
- * form the target compiles (DSP, ARMv6-M), against nncc_requantize(), the general form, over
+/* Checks nncc_smmlar() against the 64-bit product over the whole int32 range (its edges, and
+ * uniform draws), then nncc_q8_30() (the shared int8 kernels' requantization of a layer flagged
+ * q8), in the form the target compiles (DSP, ARMv6-M), against nncc_requantize(), the general
+ * form, over
  * its whole stated domain: |acc| < 2^30, 0 <= m < 2^31, 1 <= right <= 22, every int8 zero
  * point, the full int8 clamp. The ends of each range are drawn often. Exit status 0 when all
  * agree; else the first disagreement is printed. */
@@ -57,9 +59,35 @@ static void put_int(char *buf, int32_t v)
     buf[i] = 0;
 }
 
+/* nncc_smmlar() against the 64-bit product, for any int32 a, m, h */
+static int smmlar_ok(int32_t a, int32_t m, int32_t h)
+{
+    const int64_t p = (int64_t)a * m + 0x80000000LL;
+    return nncc_smmlar(a, m, h) == (int32_t)((uint32_t)h + (uint32_t)(p >> 32));
+}
+
+static const int32_t EDGES[] = {INT32_MIN, INT32_MIN + 1, -65536, -32768, -1, 0, 1, 32767, 32768, 65535,
+                                65536, INT32_MAX};
+
 int main(void)
 {
-    int k;
+    int k, i, j;
+    for (i = 0; i < 12; ++i) { /* the edges of a and m, with h at its own */
+        for (j = 0; j < 12; ++j) {
+            for (k = 0; k < 12; k += 5) {
+                if (!smmlar_ok(EDGES[i], EDGES[j], EDGES[k])) {
+                    nncc_sh_puts("q8_check: nncc_smmlar() differs at an edge\n");
+                    nncc_sh_exit(1);
+                }
+            }
+        }
+    }
+    for (k = 0; k < DRAWS; ++k) { /* uniform over the whole int32 range */
+        if (!smmlar_ok((int32_t)next(), (int32_t)next(), (int32_t)next())) {
+            nncc_sh_puts("q8_check: nncc_smmlar() differs\n");
+            nncc_sh_exit(1);
+        }
+    }
     for (k = 0; k < DRAWS; ++k) {
         const int32_t acc = draw_signed((1 << 30) - 1);
         /* the multipliers of real layers are in [2^30, 2^31), half of the draws */
