@@ -307,24 +307,27 @@ def test_dsp_paths_narrow_clamp(tmp_path, target):
     """Layers whose clamp is narrower than int8's (a Relu whose output shares a Concat's range:
     act_min > -128) are not flagged q8 and take the general requantization on the DSP paths (and
     on the portable loops where a q8 layer's requantization is inline: rv32imac's "mm" loop, 4
-    channels a step there, and ARMv6-M's 1x1 loop): a 1x1 ("mm") and a 3x3 depthwise ("dw3")
-    layer of each flag, the same outputs as the host."""
+    channels of 4 pixels a step there, and ARMv6-M's 1x1 and gathering loops): a 1x1 ("mm"), a
+    3x3 ("mm", gathered) and a 3x3 depthwise ("dw3") layer of each flag, the same outputs as the
+    host."""
     need(target)
     xs = (1, 8, 6, 6)
     rng = np.random.default_rng(3)
     nodes, inits = [], {}
     for name, ws, attrs in [("a", (8, 8, 1, 1), {}), ("b", (8, 8, 1, 1), {}),
                             ("c", (8, 1, 3, 3), {"group": 8, "pads": [1, 1, 1, 1]}),
-                            ("d", (8, 1, 3, 3), {"group": 8, "pads": [1, 1, 1, 1]})]:
+                            ("d", (8, 1, 3, 3), {"group": 8, "pads": [1, 1, 1, 1]}),
+                            ("e", (8, 8, 3, 3), {"pads": [1, 1, 1, 1]}), ("f", (8, 8, 3, 3), {"pads": [1, 1, 1, 1]})]:
         n, i = conv(rng, name, "x", name, ws, True, **attrs)
         nodes.append(n)
         inits.update(i)
     nodes += [helper.make_node("Relu", ["a"], ["ar"]), helper.make_node("Relu", ["c"], ["cr"]),
-              helper.make_node("Concat", ["ar", "b", "cr", "d"], ["y"], axis=1)]
+              helper.make_node("Relu", ["e"], ["er"]),
+              helper.make_node("Concat", ["ar", "b", "cr", "d", "er", "f"], ["y"], axis=1)]
     path = save(make_model(nodes, [("x", xs)], [("y", None)], inits), tmp_path)
     res = build(path, tmp_path / "host", samples(xs, 6, 0))
     code = next(res.out_dir.glob("*.c")).read_text()
-    assert sorted(v["q8"] for v in structs(code)) == [0, 0, 1, 1]
+    assert sorted(v["q8"] for v in structs(code)) == [0, 0, 0, 1, 1, 1]
     # both paths kept (k.needs): the dw3 rows where flagged, the scalar sums and the general
     # requantization for the others
     assert "const int row = sw <= 2 && p->q8 && ow > 1;" in code and "any other layer" in code
