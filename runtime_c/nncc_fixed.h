@@ -330,10 +330,10 @@ static inline uint32_t nncc_sxtab16_ror8(uint32_t a, uint32_t v)
 
 #endif
 
-/* The ARMv6-M assembly (nncc_smmlar(), the int8 kernels') is written in unified syntax. GCC reads Thumb-1 inline assembly
- * in divided syntax unless built with -masm-syntax-unified (which defines
- * __ARM_ASM_SYNTAX_UNIFIED__), so there a block switches to unified and back; Clang reads
- * unified only. */
+/* The ARMv6-M assembly (nncc_smmlar(), the int8 kernels') is written in unified syntax. GCC
+ * reads Thumb-1 inline assembly in divided syntax unless built with -masm-syntax-unified (which
+ * defines __ARM_ASM_SYNTAX_UNIFIED__), so there a block switches to unified and back; Clang
+ * reads unified only. */
 #if defined(__ARM_ARCH_6M__) && defined(__GNUC__) && !defined(__clang__) \
     && !defined(__ARM_ASM_SYNTAX_UNIFIED__)
 #define NNCC_T1_BEGIN ".syntax unified\n\t"
@@ -356,7 +356,11 @@ static inline int32_t nncc_smmlar(int32_t a, int32_t m, int32_t h)
     __asm__("smmlar %0, %1, %2, %3" : "=r"(x) : "r"(a), "r"(m), "r"(h));
     return x;
 #elif defined(__ARM_ARCH_6M__) && defined(__GNUC__)
-    /* the C form below in 24 instructions (GCC's takes about 34, and spills); t2: x, then c */
+    /* no 32 x 32 -> 64 multiply (GCC would call __aeabi_lmul): the high word from four 16 x 16
+       products, each exact in 32 bits. a m + 2^31 = ah mh 2^32 + (y1 + y2) 2^16 + x + 2^31 with
+       y1 = ah ml, y2 = al mh, x = al ml; below 2^32 only the low halves of y1, y2, the high half
+       of x and 2^31 can carry (x's low half cannot), so their sum c's bits 16.. are the carry.
+       24 instructions (GCC's form of the same in C took about 34); t2: x, then c. */
     int32_t t0, t1, t2;
     __asm__(NNCC_T1_BEGIN
             "uxth %[t0], %[a]\n\t" /* al */
@@ -387,17 +391,6 @@ static inline int32_t nncc_smmlar(int32_t a, int32_t m, int32_t h)
             :
             : "cc");
     return a;
-#elif defined(__ARM_ARCH_6M__)
-    /* no 32 x 32 -> 64 multiply (GCC would call __aeabi_lmul): the high word from four 16 x 16
-       products, each exact in 32 bits. a m + 2^31 = ah mh 2^32 + (y1 + y2) 2^16 + x + 2^31 with
-       y1 = ah ml, y2 = al mh, x = al ml; below 2^32 only the low halves of y1, y2, the high half
-       of x and 2^31 can carry (x's low half cannot), so their sum's bits 16.. are the carry. */
-    const int32_t ah = a >> 16, mh = m >> 16;
-    const uint32_t al = (uint32_t)a & 0xffffu, ml = (uint32_t)m & 0xffffu;
-    const int32_t y1 = ah * (int32_t)ml, y2 = (int32_t)al * mh;
-    const uint32_t x = al * ml;
-    const uint32_t c = ((uint32_t)y1 & 0xffffu) + ((uint32_t)y2 & 0xffffu) + (x >> 16) + 0x8000u;
-    return (int32_t)((uint32_t)h + (uint32_t)(ah * mh) + (uint32_t)(y1 >> 16) + (uint32_t)(y2 >> 16) + (c >> 16));
 #else
     const int64_t x = (int64_t)a * m;
     return (int32_t)((uint32_t)h + (uint32_t)(x >> 32) + ((uint32_t)x >> 31));

@@ -18,12 +18,12 @@ pairs: mm_weights()) and "dw3" at stride 1 or 2 across whole rows, two outputs p
 requantized in registers. A layer flagged `q8` (full int8 clamp, right shifts 1..22,
 |sum + bias| < 2^30: every MLPerf Tiny layer; q8_flags()) requantizes by nncc_q8_30(); a fused
 QAdd flagged `fast` is computed inline too. Other targets compile the portable loops, with the
-same numbers: the "mm" kind's two pixels' windows as int16 in the scratch, 2 channels (4 on
-RISC-V) x 4 taps per step, a q8 layer's outputs requantized inline by nncc_q8_30()'s portable
-form (with a fused QAdd, or on ARMv6-M, one pixel at a time, a block of channels per
-nncc_qconv_outs_*() call); the "dw3" kind's rows of a q8 layer in C. `shared_needs` tells the
-emitter which paths a layer takes; the shared functions leave out, on DSP cores, the paths no
-layer of the model takes (k.needs).
+same numbers: the "mm" kind's windows of a few pixels in the scratch (RISC-V 4 pixels x 4
+channels per step and ARMv6-M 1 pixel x 4 channels, each in an assembly block; other cores 2
+pixels x 2 channels in C), a q8 layer's outputs requantized inline by nncc_q8_30()'s portable
+form, a fused QAdd's a block of channels per nncc_qconv_outs_*() call; the "dw3" kind's rows
+of a q8 layer in C. `shared_needs` tells the emitter which paths a layer takes; the shared
+functions leave out, on DSP cores, the paths no layer of the model takes (k.needs).
 
 Workspace: the "mm" and "dw3" kinds' scratch (widened inputs and sums; padded rows and sums) is the
 node's workspace, planned in the arena (QConv.workspace_bytes), never the C stack; they write in
