@@ -101,14 +101,15 @@ def _align4(n: int) -> int:
 def mm_weights(w: np.ndarray) -> np.ndarray:
     """The "mm" kind's weights as its kernels read them: the rows (taps in order ci, ky, kx)
     zero-padded to kc4 taps, an odd channel count's last row paired with a row of zeros, then
-    per channel pair and per 4 taps the first channel's 4 bytes and the second's (one pointer
-    and one LDRD give a step's words of both channels, all 4-byte aligned)."""
+    per channel pair its taps in order, each tap's byte of the first channel and of the second
+    (channel c's tap t at 2 t + c: one word holds taps t, t + 1 of both, so SXTB16 and SXTB16
+    ROR 8 of one load give each channel's pair of them)."""
     m = w.shape[0]
     rows = w.reshape(m, -1)
     kc4 = _align4(rows.shape[1])
     padded = np.zeros((m + m % 2, kc4), w.dtype)
     padded[:m, :rows.shape[1]] = rows
-    return np.ascontiguousarray(padded.reshape(-1, 2, kc4 // 4, 4).transpose(0, 2, 1, 3))
+    return np.ascontiguousarray(padded.reshape(-1, 2, kc4).transpose(0, 2, 1))
 
 
 def packed_slack(w_shape, group: int) -> int:

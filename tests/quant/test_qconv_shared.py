@@ -88,6 +88,6 @@ def test_weight_read_in_two_orders(tmp_path):
                                 [g.tensors[t] for t in n.outputs])["shared_kind"] for n in (qa, qb)]
     assert kinds == ["mm", "direct"]
     text = (res.out_dir / "m_weights.h").read_text()
-    assert len(re.findall(r"/\* \S+ \(mm_weights\): 2x2x2x4 \*/", text)) == 1
+    assert len(re.findall(r"/\* \S+ \(mm_weights\): 2x8x2 \*/", text)) == 1
     assert len(re.findall(r"/\* \S+: 4x8x1x1 \*/", text)) == 1
     check_exact(res, samples(xs, 3, 7))

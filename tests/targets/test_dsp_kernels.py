@@ -335,35 +335,34 @@ def test_dsp_paths_narrow_clamp(tmp_path, target):
 
 
 def test_mm_weights_order():
-    """mm_weights(): per channel pair and per 4 taps the first channel's 4 bytes, then the
-    second's; rows zero-padded to a multiple of 4 taps, an odd count's last row paired with
-    zeros (5 channels of 3x1x3 = 9 taps: 3 pairs of 12)."""
+    """mm_weights(): per channel pair its taps in order, each tap's byte of the first channel,
+    then of the second; rows zero-padded to a multiple of 4 taps, an odd count's last row paired
+    with zeros (5 channels of 3x1x3 = 9 taps: 3 pairs of 12)."""
     w = np.arange(1, 46, dtype=np.int8).reshape(5, 3, 1, 3)
     got = mm_weights(w).reshape(-1)
     want = []
     for pair in range(3):
-        for g in range(3):
-            for c in (2 * pair, 2 * pair + 1):
-                want += [int(w[c].reshape(-1)[t]) if c < 5 and t < 9 else 0 for t in range(4 * g, 4 * g + 4)]
+        for t in range(12):
+            want += [int(w[c].reshape(-1)[t]) if c < 5 and t < 9 else 0 for c in (2 * pair, 2 * pair + 1)]
     assert got.tolist() == want
 
 
 @pytest.mark.parametrize("blob", [False, True])
 def test_mm_weights_emitted(tmp_path, blob):
     """The "mm" kind's weights are emitted in that order (f: 1x1 5 -> 4, rows of 5 padded to 8,
-    2 pairs: 32 bytes, each row's last 3 taps zeros), in a list and in the blob."""
+    2 pairs: 32 bytes, each pair's last 3 taps zeros), in a list and in the blob."""
     res = compile_model(model(tmp_path), tmp_path / "p", force=True, **({"blob_threshold": 0} if blob else {}),
                         quant=QuantOptions(samples=samples(XS, 2, 0)))
     text = next(res.out_dir.glob("*_weights.h")).read_text()
     if not blob:
-        decl = re.findall(r"/\* \S+ \(mm_weights\): 2x2x2x4 \*/\nstatic const int8_t \w+\[(\d+)\] = \{\n([^}]*)\}", text)
+        decl = re.findall(r"/\* \S+ \(mm_weights\): 2x8x2 \*/\nstatic const int8_t \w+\[(\d+)\] = \{\n([^}]*)\}", text)
         assert [d[0] for d in decl] == ["32"]
         emitted = [int(v) for v in decl[0][1].replace("\n", " ").split(",") if v.strip()]
-        assert len(emitted) == 32 and emitted[9:12] == emitted[13:16] == emitted[25:28] == [0, 0, 0]  # rows' padding
+        assert len(emitted) == 32 and emitted[10:16] == emitted[26:32] == [0] * 6  # rows' padding
         return
     size = int(re.search(r"unsigned char b\[(\d+)\];", text).group(1))
     offsets = sorted(int(v) for v in re.findall(r"_weights\.b \+ (\d+)\)\)", text))
-    f = int(re.search(r"_weights\.b \+ (\d+)\)\) /\* 2x2x2x4 \*/", text).group(1))
+    f = int(re.search(r"_weights\.b \+ (\d+)\)\) /\* 2x8x2 \*/", text).group(1))
     after = [o for o in offsets if o > f]
     assert (after[0] if after else size) >= f + 32
 
