@@ -63,6 +63,16 @@ static inline float nncc_expf(float x)
 #define NNCC_KERNEL static
 #endif
 
+/* Whether the assembly loops that take 14 registers (r7 among them) can build: GCC and Clang
+ * leave the frame pointer out when optimizing, unless -fno-omit-frame-pointer, which no macro
+ * reveals: a build with it defines NNCC_FRAME_POINTER (the firmware Makefile does so itself).
+ * Otherwise these loops give way to their C forms, as at -O0. */
+#if defined(__OPTIMIZE__) && !defined(NNCC_FRAME_POINTER)
+#define NNCC_ASM14 1
+#else
+#define NNCC_ASM14 0
+#endif
+
 /* A kernel helper that only unusual layers call (compiled for size, not speed). */
 #if defined(__GNUC__)
 #define NNCC_COLD static __attribute__((unused, noinline, cold))

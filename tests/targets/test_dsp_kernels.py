@@ -113,10 +113,11 @@ def m4_equals_host(tmp_path, path, quant, inputs, cflags="", target="cortex-m4")
     assert [(o["name"], o["dtype"]) for o in fw.report["outputs"]] == [("y", "int8")]
 
 
-@pytest.mark.parametrize("opt", ["-O0", "-Os"])
+@pytest.mark.parametrize("opt", ["-O0", "-Os", "-fno-omit-frame-pointer"])
 def test_dsp_paths_other_optimization(tmp_path, opt):
-    """Built unoptimized (a frame pointer: too few registers for the assembly loops, which give
-    way to their C forms) or for size, the same outputs."""
+    """Built unoptimized or optimized with a frame pointer (too few registers for the assembly
+    loops, which give way to their C forms: NNCC_FRAME_POINTER, which the firmware Makefile
+    defines for that flag) or for size, the same outputs."""
     need("cortex-m4")
     path = model(tmp_path)
     m4_equals_host(tmp_path, path, QuantOptions(samples=samples(XS, 6, 0)), samples(XS, 2, 2), opt)
@@ -367,7 +368,7 @@ def test_mm_weights_emitted(tmp_path, blob):
     assert (after[0] if after else size) >= f + 32
 
 
-@pytest.mark.parametrize("opt", ["", "-O0"])
+@pytest.mark.parametrize("opt", ["", "-O0", "-fno-omit-frame-pointer"])
 def test_dsp_gemm_4_outputs(tmp_path, opt):
     """The int8 Gemm's 4-output assembly: 8 inputs per loop turn where K % 8 == 0 (12 -> 8 has
     K % 8 == 4: one step of 4 per turn; 8 -> 4: two); both layers flagged q8, their outputs by

@@ -272,12 +272,13 @@ def test_int8_cli(tmp_path, capsys):
     assert b.macs > 0 and b.instructions == bench(model, "cortex-m4", quant=qo).instructions  # deterministic
 
 
-@pytest.mark.parametrize("opt", ["-O0", "-Os"])
+@pytest.mark.parametrize("opt", ["-O0", "-Os", "-fno-omit-frame-pointer"])
 @pytest.mark.parametrize("name", ["kws", "lenet5"])
 def test_int8_other_optimization_levels(tmp_path, name, opt):
-    """A user's unoptimized (debug) or size build on cortex-m4: warning-free and the same codes.
-    Unoptimized, a frame pointer leaves too few registers for the assembly loops (conv, Gemm):
-    their C forms take over."""
+    """A user's unoptimized (debug), size or frame-pointer build on cortex-m4: warning-free and
+    the same codes. A frame pointer (always kept at -O0) leaves too few registers for the
+    assembly loops (conv, Gemm): their C forms take over (NNCC_FRAME_POINTER, which the firmware
+    Makefile defines for -fno-omit-frame-pointer)."""
     need("cortex-m4")
     int8_qemu_equals_host(INT8_MODELS[name], int8_data(name, 2, 1), "cortex-m4", tmp_path / "p",
                           int8_quant(name), opt)
