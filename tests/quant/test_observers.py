@@ -15,14 +15,8 @@ from tests.quant.qutil import build, check_exact, float_graph, samples
 from tests.quant.test_quant_ops import model
 from tests.util import FIXTURES
 
+RNG = np.random.default_rng(3)
 N = 200_000
-
-
-def rng() -> np.random.Generator:
-    """Each test's own draws, the same whichever tests ran before it in the process (pytest-xdist
-    runs a worker's tests in any order): a generator shared by the module made them vary, and
-    some assertions hold for most draws only (KL's Gaussian clip for about 3 seeds in 4)."""
-    return np.random.default_rng(3)
 
 
 def observe(kind: str, v: np.ndarray, chunks: int = 10) -> tuple[float, float]:
@@ -35,27 +29,24 @@ def observe(kind: str, v: np.ndarray, chunks: int = 10) -> tuple[float, float]:
 def test_kl_gaussian_and_laplace():
     """Unit variance both: KL clips the Gaussian's rare tail a little (threshold 3.5-5 sigma,
     below the max) and keeps much more of the long-tailed Laplace (> 5.5 sigma)."""
-    r = rng()
-    g = r.standard_normal(N)
+    g = RNG.standard_normal(N)
     lo, hi = observe("kl", g)
     assert 3.5 < hi <= g.max() and -5 < lo < -3.5, (lo, hi)
     assert hi < g.max() or lo > g.min()
-    lap = r.laplace(0, 1 / np.sqrt(2), N)
+    lap = RNG.laplace(0, 1 / np.sqrt(2), N)
     lo_l, hi_l = observe("kl", lap)
     assert hi_l > 5.5 and lo_l < -5.5 and hi_l > hi + 1, (lo_l, hi_l)
 
 
 def test_kl_clips_isolated_outliers():
-    r = rng()
-    v = np.concatenate([r.standard_normal(N), [60.0, -45.0, 80.0]])
+    v = np.concatenate([RNG.standard_normal(N), [60.0, -45.0, 80.0]])
     lo, hi = kl_range(v, v.min(), v.max())
     assert 3 < hi < 10 and -10 < lo < -3, (lo, hi)
 
 
 def test_kl_asymmetric_range_clips_both_ends_alike():
     """A signed, skewed tensor: both ends scaled by one factor, so the zero point stays put."""
-    r = rng()
-    v = np.concatenate([-r.exponential(0.5, N // 4), r.exponential(2.0, N)])
+    v = np.concatenate([-RNG.exponential(0.5, N // 4), RNG.exponential(2.0, N)])
     lo, hi = kl_range(v, v.min(), v.max())
     assert lo < 0 < hi < v.max()
     assert np.isclose(lo / hi, v.min() / v.max())
@@ -75,14 +66,12 @@ def test_kl_point_masses_do_not_drag_the_threshold_down():
 
 def test_kl_keeps_a_saturated_relu6():
     """A mass at 6 (ReLU6 saturation) lies at the top: clipping it is judged, and costs."""
-    r = rng()
-    r6 = np.minimum(np.maximum(r.normal(3, 2, N), 0), 6)
+    r6 = np.minimum(np.maximum(RNG.normal(3, 2, N), 0), 6)
     assert kl_range(r6, 0.0, 6.0) == (0.0, 6.0)
 
 
 def test_ksigma():
-    r = rng()
-    v = np.concatenate([r.standard_normal(N), [100.0]])
+    v = np.concatenate([RNG.standard_normal(N), [100.0]])
     lo, hi = observe("ksigma", v)
     nz = v[v != 0]
     assert lo == v.min()  # mean - 8 sigma is below the minimum: clipped to it
@@ -95,8 +84,7 @@ def test_ksigma():
 
 @pytest.mark.parametrize("kind", ["kl", "ksigma", "mse", "percentile", "minmax"])
 def test_relu_tensor_keeps_lo_zero(kind):
-    r = rng()
-    v = np.maximum(r.laplace(0.2, 1.0, N), 0.0)
+    v = np.maximum(RNG.laplace(0.2, 1.0, N), 0.0)
     lo, hi = observe(kind, v)
     assert lo == 0.0 and 0 < hi <= v.max(), (lo, hi)
     assert act_params(lo, hi, "fixed").zero_point[0] == -128  # all 256 levels on [0, hi]
