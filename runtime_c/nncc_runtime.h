@@ -63,11 +63,12 @@ static inline float nncc_expf(float x)
 #define NNCC_KERNEL static
 #endif
 
-/* Whether the assembly loops that take 14 registers (r7 among them) can build: GCC and Clang
- * leave the frame pointer out when optimizing, unless -fno-omit-frame-pointer, which no macro
- * reveals: a build with it defines NNCC_FRAME_POINTER (the firmware Makefile does so itself).
- * Otherwise these loops give way to their C forms, as at -O0. */
-#if defined(__OPTIMIZE__) && !defined(NNCC_FRAME_POINTER)
+/* Whether the assembly loops that take 14 registers (r7 and r9 among them) can build: GCC and
+ * Clang leave every one free when optimizing, unless told to keep a frame pointer
+ * (-fno-omit-frame-pointer) or to reserve one (-msingle-pic-base, -ffixed-r9), which no macro
+ * reveals: such a build defines NNCC_NO_ASM14 (the firmware Makefile does so itself). Then these
+ * loops give way to their C forms, as at -O0. */
+#if defined(__OPTIMIZE__) && !defined(NNCC_NO_ASM14)
 #define NNCC_ASM14 1
 #else
 #define NNCC_ASM14 0

@@ -113,11 +113,11 @@ def m4_equals_host(tmp_path, path, quant, inputs, cflags="", target="cortex-m4")
     assert [(o["name"], o["dtype"]) for o in fw.report["outputs"]] == [("y", "int8")]
 
 
-@pytest.mark.parametrize("opt", ["-O0", "-Os", "-fno-omit-frame-pointer"])
+@pytest.mark.parametrize("opt", ["-O0", "-Os", "-fno-omit-frame-pointer", "-ffixed-r9"])
 def test_dsp_paths_other_optimization(tmp_path, opt):
-    """Built unoptimized or optimized with a frame pointer (too few registers for the assembly
-    loops, which give way to their C forms: NNCC_FRAME_POINTER, which the firmware Makefile
-    defines for that flag) or for size, the same outputs."""
+    """Built unoptimized, or optimized with a frame pointer or a reserved register (too few
+    registers for the assembly loops, which give way to their C forms: NNCC_NO_ASM14, which the
+    firmware Makefile defines for those flags), or for size, the same outputs."""
     need("cortex-m4")
     path = model(tmp_path)
     m4_equals_host(tmp_path, path, QuantOptions(samples=samples(XS, 6, 0)), samples(XS, 2, 2), opt)

@@ -277,7 +277,7 @@ def test_int8_cli(tmp_path, capsys):
 def test_int8_other_optimization_levels(tmp_path, name, opt):
     """A user's unoptimized (debug), size or frame-pointer build on cortex-m4: warning-free and
     the same codes. A frame pointer (always kept at -O0) leaves too few registers for the
-    assembly loops (conv, Gemm): their C forms take over (NNCC_FRAME_POINTER, which the firmware
+    assembly loops (conv, Gemm): their C forms take over (NNCC_NO_ASM14, which the firmware
     Makefile defines for -fno-omit-frame-pointer)."""
     need("cortex-m4")
     int8_qemu_equals_host(INT8_MODELS[name], int8_data(name, 2, 1), "cortex-m4", tmp_path / "p",
