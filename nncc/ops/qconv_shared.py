@@ -233,7 +233,8 @@ def shared_context(op, ctx: dict, ins, outs, kernel: str | None = None) -> dict:
     # the paths of the shared pieces only some layers take, OR-ed over the model by the emitter
     # (k.needs): on cores with the DSP extension a path no layer takes is left out
     needs = {"requant_general": ctx["scaling"] != "fixed" or not qp["q8"], "mm_q8": q8_outs,
-             "mm_q8a": q8_outs and add["qa"] is not None, "mm_sums": kind == "mm" and not q8_outs,
+             "mm_q8a": q8_outs and add["qa"] is not None, "mm_odd": q8_outs and ctx["M"] % 2 == 1,
+             "mm_sums": kind == "mm" and not q8_outs,
              "dw3_scalar": kind == "dw3" and not (dw3_row and qp["q8"] and g["s"][2] <= 2 and g["o"][2] > 1),
              "qadd_general": add["qa"] is not None and not add["qa"]["fast"],
              "col_three": kind == "mm" and g["k"][2] == 3 and g["s"][2] == g["d"][2] == 1,
