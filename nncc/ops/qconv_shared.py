@@ -69,6 +69,17 @@ def _fits(values: dict, types: dict) -> bool:
     return all(fits(v, types[f]) for f, v in values.items())
 
 
+def qadd_inline(a: dict) -> bool:
+    """A QAdd (its attributes) of the usual kind, which the shared kernels compute from a table
+    of its operands' terms (QAdd.term_table()) with the conv's nncc_q8_30(): fixed scaling,
+    int8 operands shifted left by 20, right shifts (none for an operand allowed, 1..22 for the
+    sum), non-negative multipliers, the full int8 clamp."""
+    return (a["scaling"] == "fixed" and a.get("left_shift", 20) == 20
+            and a["a_shift"] <= 0 and a["b_shift"] <= 0
+            and min(a["a_mult"], a["b_mult"], a["y_mult"]) >= 0
+            and _q8(-a["y_shift"], -a["y_shift"], a["act_min"], a["act_max"]))
+
+
 def _qadd(ctx: dict) -> dict | None:
     """The fused QAdd's struct values and its qadd() context (fields read from `qa`), or None
     when it cannot be shared."""
@@ -77,20 +88,18 @@ def _qadd(ctx: dict) -> dict | None:
         return None
     qa = {f: a[key] if key in a else int(ctx["conv_first"]) for key, (f, _) in QADD_FIELDS.items()}
     types = {f: t for f, t in QADD_FIELDS.values()}
-    # the usual case the DSP paths compute inline with the conv's nncc_q8_30(): right shifts
-    # (none for an operand allowed, 1..22 for the sum), non-negative multipliers, |x - zp| << 20
-    # below 2^28, the full int8 clamp
-    qa["fast"] = int(a["scaling"] == "fixed" and a["left_shift"] == 20
-                     and qa["a_shift"] <= 0 and qa["b_shift"] <= 0
-                     and min(qa["a_mult"], qa["b_mult"], qa["y_mult"]) >= 0
-                     and _q8(-qa["y_shift"], -qa["y_shift"], qa["act_min"], qa["act_max"]))
+    # the usual kind, from its table (the fuse pass adds it: qadd_inline())
+    qa["fast"] = int(ctx["qadd_table"] and qadd_inline(a))
     types["fast"] = "int8_t"
     if not _fits(qa, types):
         return None
+    # the table (int32 terms, input TABLE_INDEX), or none
+    qa["table"] = f"x{ctx['table_index']}" if ctx["qadd_table"] else "0"
+    types["table"] = "const int32_t *"
     rt = {key: f"qa->{f}" for key, (f, _) in QADD_FIELDS.items()}
     # left_shift is a compile-time constant of qadd() (20; 15 only with an int16 operand, which
     # keeps the specialized kernel: shared_context)
-    return {"qa": {f: int(v) for f, v in qa.items()}, "qa_types": types,
+    return {"qa": {f: v if f == "table" else int(v) for f, v in qa.items()}, "qa_types": types,
             "qa_rt": {**rt, "scaling": a["scaling"], "left_shift": a["left_shift"]}}
 
 
@@ -237,6 +246,7 @@ def shared_context(op, ctx: dict, ins, outs, kernel: str | None = None) -> dict:
              "mm_sums": kind == "mm" and not q8_outs,
              "dw3_scalar": kind == "dw3" and not (dw3_row and qp["q8"] and g["s"][2] <= 2 and g["o"][2] > 1),
              "qadd_general": add["qa"] is not None and not add["qa"]["fast"],
+             "qadd_table": add["qa"] is not None and bool(add["qa"]["fast"]),
              "col_three": kind == "mm" and g["k"][2] == 3 and g["s"][2] == g["d"][2] == 1,
              "col_s2k3": kind == "mm" and g["k"][2] == 3 and g["s"][2] == 2 and g["d"][2] == 1}
     return {"shared": parts, "shared_fn": fn, "shared_needs": needs, "shared_out": out, "shared_qadd": qadd_fn,

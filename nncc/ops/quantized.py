@@ -13,7 +13,8 @@ is pure integer numpy, bit-exact with the C templates (templates/ops/*_q.c.j2):
     it has still to read in its workspace (a copy buffer, or the shared kernels' scratch,
     nncc/ops/qconv_shared.py).
     A QConv may carry a fused QAdd (attribute QADD, set by nncc/quant/fuse_qadd.py): input 5 is
-    the residual r, y = QAdd(conv, r) read and written at the same index, so y may overwrite r.
+    the residual r, y = QAdd(conv, r) read and written at the same index, so y may overwrite r;
+    input 6, when there, the QAdd's table of terms (QAdd.term_table()) its kernel reads.
   QAdd: TFLite's int8 Add (both operands rescaled to a common fixed-point scale).
   QMaxPool / QAveragePool (and the global forms): output scale = input scale, no requantization.
   QView: Reshape / Flatten / Squeeze / Unsqueeze of an integer tensor.
@@ -48,6 +49,7 @@ MAX_TERMS = (2 ** 31 - 1) // (255 * 127)
 # "attrs": the QAdd's attributes}; its residual operand is QConv input RESIDUAL_INDEX.
 QADD = "nncc_qadd"
 RESIDUAL_INDEX = 5
+TABLE_INDEX = 6
 
 
 def requant(op: Op, acc: np.ndarray, mult, shift, axis: int, wide: bool = False) -> np.ndarray:
@@ -153,7 +155,7 @@ class QConv(_QMixin, Conv):
     """Inputs: x int8 (or int16: nncc/quant/int16.py), w int8 (M x C/group x k...), bias int32
     (M), multiplier int32 (M) or "" with scaling "shift", shift int8 (M; > 0 shifts right);
     packed form: x, w, packed int16 (M) or "" (module docstring); with a fused QAdd, the
-    residual as input RESIDUAL_INDEX."""
+    residual as input RESIDUAL_INDEX and maybe its table as input TABLE_INDEX."""
     template = "ops/conv_q.c.j2"
 
     def parse(self):
@@ -163,8 +165,9 @@ class QConv(_QMixin, Conv):
         info = self.attr(QADD)
         if info:
             ins = self.node.inputs
-            if len(ins) != RESIDUAL_INDEX + 1 or not ins[RESIDUAL_INDEX]:
-                raise self.refuse(f"a fused QAdd needs its residual as input {RESIDUAL_INDEX}")
+            if len(ins) not in (RESIDUAL_INDEX + 1, TABLE_INDEX + 1) or not ins[RESIDUAL_INDEX]:
+                raise self.refuse(f"a fused QAdd needs its residual as input {RESIDUAL_INDEX} "
+                                  f"(and at most its table after it)")
             # the Add's own op: its checks, and its reference is reused as is
             self.qadd = QAdd(Node(info["name"], "QAdd", ["a", "b"], ["y"], dict(info["attrs"])))
             self.conv_first = bool(info["conv_first"])
@@ -172,16 +175,19 @@ class QConv(_QMixin, Conv):
         elif len(self.node.inputs) > RESIDUAL_INDEX:
             raise self.refuse(f"{len(self.node.inputs)} inputs without a fused QAdd")
 
-    def infer(self, x, w, b=None, mult=None, shift=None, r=None):
+    def infer(self, x, w, b=None, mult=None, shift=None, r=None, table=None):
         win = self.geometry(x, w)
         ydt = check_widths(self, x, w)
         self.check_packed_input(b, w.shape[0])
         shape = (x.shape[0], w.shape[0], *win.out_size)
         if self.qadd is not None and (tuple(r.shape) != shape or r.dtype not in INT_TYPES):
             raise ShapeError(f"QConv residual {r.dtype} {r.shape}, expected int8/int16 {shape}")
+        if table is not None and (table.dtype != "int32" or tuple(table.shape) != (512,)):
+            raise ShapeError(f"QConv QAdd table {table.dtype} {table.shape}, expected int32 (512,)")
         return [(shape, self.qadd.attr("y_dtype", "int8") if self.qadd is not None else ydt)]
 
-    def reference(self, x, w, b=None, mult=None, shift=None, r=None):
+    def reference(self, x, w, b=None, mult=None, shift=None, r=None, table=None):
+        """The unfused arithmetic: a fused QAdd's table (only a kernel's shortcut) is not read."""
         win = self.geometry(TensorInfo("x", x.shape), TensorInfo("w", w.shape))
         acc = int_conv(x.astype(np.int64) - self.attr("x_zero_point"), w.astype(np.int64), win,
                        self.group)
@@ -206,6 +212,8 @@ class QConv(_QMixin, Conv):
         ctx["qadd"] = None if self.qadd is None else self.qadd.add_params()
         ctx["conv_first"] = self.qadd is not None and self.conv_first
         ctx["residual_index"] = RESIDUAL_INDEX
+        ctx["qadd_table"] = len(ins) > TABLE_INDEX and ins[TABLE_INDEX] is not None
+        ctx["table_index"] = TABLE_INDEX
         ctx.update(shared_context(self, ctx, ins, outs, kernel))  # one kernel for many layers, or none
         return ctx
 
@@ -335,11 +343,28 @@ class QAdd(_QMixin, Op):
             s = fp.clamp(sa.astype(np.int64) + sb, fp.INT32_MIN, fp.INT32_MAX)
             return [fp.requantize_dshift(s, g("y_shift"), g("y_mult"), g("y_zero_point"),
                                          g("act_min"), g("act_max"), np.dtype(g("y_dtype", "int8")))]
-        sa = fp.multiply_by_quantized_multiplier(va << ls, g("a_mult"), g("a_shift"))
-        sb = fp.multiply_by_quantized_multiplier(vb << ls, g("b_mult"), g("b_shift"))
-        s = fp.clamp(sa.astype(np.int64) + sb, fp.INT32_MIN, fp.INT32_MAX)
+        s = fp.clamp(self.fixed_term(a, "a").astype(np.int64) + self.fixed_term(b, "b"),
+                     fp.INT32_MIN, fp.INT32_MAX)
         return [fp.requantize(s, g("y_mult"), g("y_shift"), g("y_zero_point"), g("act_min"),
                               g("act_max"), np.dtype(g("y_dtype", "int8")))]
+
+    def fixed_term(self, x, operand: str) -> np.ndarray:
+        """With fixed scaling, operand `operand`'s ("a" or "b") term of the sum for its integer
+        values x: (x - zp) << left_shift (as reference()) times its multiplier."""
+        g = self.attr
+        v = np.asarray(x, np.int64) - g(f"{operand}_zero_point")
+        return fp.multiply_by_quantized_multiplier(v << g("left_shift", 20), g(f"{operand}_mult"),
+                                                   g(f"{operand}_shift"))
+
+    def term_table(self, conv_first: bool) -> np.ndarray:
+        """A fused QAdd's terms at every int8 value, doubled (int32: the kernels requantize the
+        sum's double): the conv's operand's at 0..255, then the residual's at 256..511, value
+        v at v + 128."""
+        x = np.arange(-128, 128)
+        conv, res = ("a", "b") if conv_first else ("b", "a")
+        t = 2 * np.concatenate([self.fixed_term(x, conv), self.fixed_term(x, res)])
+        assert np.abs(t).max() < 2 ** 31
+        return t.astype(np.int32)
 
     def add_params(self) -> dict:
         """What the _quant.j2 macro qadd() reads."""

@@ -8,13 +8,16 @@ unfused pair bit for bit, and the memory planner may write y over r when r dies 
 (Op.inplace_inputs): the closing conv of a residual block holds two tensors instead of three.
 Conditions: the conv output is read by that QAdd only (not a graph output), both QAdd operands
 have its shape, conv and Add write the same type (int8 / int16), and the QConv carries no fused
-QAdd yet.
+QAdd yet. A QAdd of the usual kind (qconv_shared.qadd_inline()) brings its table of terms as
+input TABLE_INDEX: 2 KB of flash that spare the shared kernels two multiplies per output.
 """
 from __future__ import annotations
 
-from ..ir import Graph
-from ..ops.quantized import QADD, RESIDUAL_INDEX
-from ..passes._util import absorb_add, sole_consumer
+from ..ir import Graph, TensorInfo
+from ..ops import make_op
+from ..ops.qconv_shared import qadd_inline
+from ..ops.quantized import QADD, RESIDUAL_INDEX, TABLE_INDEX
+from ..passes._util import absorb_add, fresh_name, sole_consumer
 
 
 def _pair(g: Graph, add):
@@ -35,6 +38,18 @@ def _pair(g: Graph, add):
     return None
 
 
+def _add_table(g: Graph, conv, table, base: str) -> None:
+    """The QAdd's table as the conv's input TABLE_INDEX, where a shared kernel reads it (the
+    specialized ones compute the Add in full)."""
+    name = g.add_tensor(TensorInfo(fresh_name(g, base), table.shape, "int32", table)).name
+    conv.inputs = conv.inputs[:TABLE_INDEX] + [name]
+    op = make_op(conv)
+    ins = [g.tensors[t] if t else None for t in conv.inputs]
+    if not op.context(ins, [g.tensors[t] for t in conv.outputs])["shared"]:
+        conv.inputs = conv.inputs[:TABLE_INDEX]
+        del g.tensors[name]
+
+
 def fuse_qadd(g: Graph) -> bool:
     """Fuse every eligible QConv -> QAdd pair of `g` in place; True when any was."""
     changed = False
@@ -44,6 +59,9 @@ def fuse_qadd(g: Graph) -> bool:
             continue
         conv, c = found
         conv.attrs[QADD] = {"name": add.name, "conv_first": c == 0, "attrs": dict(add.attrs)}
+        qadd = make_op(add)
         absorb_add(g, conv, add, c, RESIDUAL_INDEX)
+        if qadd_inline(qadd.add_params()):
+            _add_table(g, conv, qadd.term_table(c == 0), f"{add.name}_table")
         changed = True
     return changed

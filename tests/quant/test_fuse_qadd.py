@@ -9,7 +9,8 @@ import numpy as np
 import pytest
 from onnx import helper
 
-from nncc.ops.quantized import QADD, RESIDUAL_INDEX
+from nncc.ir import Node
+from nncc.ops.quantized import QADD, RESIDUAL_INDEX, TABLE_INDEX, QAdd
 from nncc.quant.quantize import QuantOptions, quantize
 from nncc.reference import run_reference
 from tests.quant.qutil import build, check_exact, float_graph, quantize_inputs
@@ -93,6 +94,38 @@ def test_fused_reference_equals_unfused(tmp_path, scaling):
     for a, b in zip(fused, unfused):
         for k in a:
             np.testing.assert_array_equal(a[k], b[k])
+
+
+@pytest.mark.parametrize("scaling,packed", [("fixed", True), ("fixed", False), ("shift", True),
+                                            ("double-shift", True)])
+@pytest.mark.parametrize("conv_first", [True, False])
+def test_qadd_table(tmp_path, scaling, packed, conv_first):
+    """A fused QAdd of the usual kind (fixed scaling) on a shared kernel (packed) brings its
+    table as input TABLE_INDEX: int32, the conv's operand's terms (x - zp) << 20 times its
+    multiplier, doubled, at x + 128, then the residual's at x + 384; any other, none."""
+    path, xs = block(tmp_path, conv_first, True)
+    g = quantize(float_graph(path), QuantOptions(samples=samples(xs, 6, 0), scaling=scaling,
+                                                 packed=packed))
+    (node,) = fused_nodes(g)
+    if scaling != "fixed" or not packed:
+        assert len(node.inputs) == TABLE_INDEX
+        return
+    table = g.const(node.inputs[TABLE_INDEX])
+    assert table.dtype == np.int32 and table.shape == (512,)
+    a = node.attrs[QADD]["attrs"]
+    conv, res = ("a", "b") if conv_first else ("b", "a")
+    for half, op in ((table[:256], conv), (table[256:], res)):
+        x = np.arange(-128, 128, dtype=np.int64) - a[f"{op}_zero_point"]
+        m, s = a[f"{op}_mult"], -a[f"{op}_shift"]  # a right shift (s >= 0 for this kind)
+        # TFLite's SRDHM (C's division truncates), then a rounding right shift (ties away
+        # from zero)
+        t = (x << 20) * m + np.where(x >= 0, 1 << 30, 1 - (1 << 30))
+        high = np.where(t >= 0, t // (1 << 31), -(-t // (1 << 31)))
+        term = np.where(high >= 0, (high + (1 << s >> 1)) >> s, -((-high + (1 << s >> 1)) >> s))
+        np.testing.assert_array_equal(half, 2 * term)
+    # the Add's own op computes the same terms
+    add = QAdd(Node("a", "QAdd", ["a", "b"], ["y"], dict(a)))
+    np.testing.assert_array_equal(table, add.term_table(conv_first))
 
 
 @pytest.mark.parametrize("scaling", ["fixed", "shift", "double-shift"])
