@@ -236,7 +236,10 @@ def shared_context(op, ctx: dict, ins, outs, kernel: str | None = None) -> dict:
                and (add["qa"] is None or add["qa_rt"]["scaling"] == "fixed"))
     q8_outs = mm_outs and bool(qp["q8"]) and (add["qa"] is None or bool(add["qa"]["fast"]))
     dw3_row = kind == "dw3" and ctx["scaling"] == "fixed" and add["qa"] is None
-    parts += {"mm": ["nncc_qconv_col", "nncc_qconv_widen", "nncc_qconv_mm_sums", outs, f"{fn}_portable", fn],
+    # a 3x3 window at stride 1 across, an even C: quads inside the input widened straight from it
+    widen3 = kind == "mm" and g["k"][1:] == (3, 3) and g["s"][2] == g["d"][2] == 1 and ctx["C"] % 2 == 0
+    parts += {"mm": ["nncc_qconv_col", "nncc_qconv_widen", "nncc_qconv_widen3", "nncc_qconv_mm_sums",
+                     outs, f"{fn}_portable", fn],
               "dw3": ["nncc_qconv_dw3_sums"] + ["nncc_qconv_dw3_row"] * dw3_row + [outs, fn],
               "wino": ["nncc_qconv_wino", outs, fn]}.get(kind, [fn])
     # the paths of the shared pieces only some layers take, OR-ed over the model by the emitter
@@ -248,6 +251,7 @@ def shared_context(op, ctx: dict, ins, outs, kernel: str | None = None) -> dict:
              "qadd_general": add["qa"] is not None and not add["qa"]["fast"],
              "qadd_table": add["qa"] is not None and bool(add["qa"]["fast"]),
              "col_three": kind == "mm" and g["k"][2] == 3 and g["s"][2] == g["d"][2] == 1,
+             "widen3": widen3,
              "col_s2k3": kind == "mm" and g["k"][2] == 3 and g["s"][2] == 2 and g["d"][2] == 1}
     return {"shared": parts, "shared_fn": fn, "shared_needs": needs, "shared_out": out, "shared_qadd": qadd_fn,
             "shared_outs": outs, "shared_kind": kind,

@@ -99,6 +99,29 @@ def test_dsp_mm_fused_qadd(tmp_path, m):
     m4_equals_host(tmp_path, path, QuantOptions(samples=samples(xs, 6, 0)), samples(xs, 2, 2))
 
 
+@pytest.mark.parametrize("c,hw,attrs,opt", [(4, (7, 9), {}, ""), (4, (7, 9), {}, "-O0"),
+                                            (2, (6, 5), {"strides": [2, 1]}, ""),
+                                            (6, (8, 8), {"dilations": [2, 1], "pads": [2, 1, 2, 1]}, ""),
+                                            (4, (5, 10), {"pads": [1, 2, 1, 2]}, ""), (3, (6, 9), {}, "")])
+def test_dsp_widen3(tmp_path, c, hw, attrs, opt):
+    """3x3 layers of stride 1 across whose quads are widened straight from the input
+    (nncc_qconv_widen3(), an even C): inside it, at the left and right edges (the pad column
+    read from the input's neighbouring bytes, its terms then zeroed), quads whose pad column
+    would fall before or past the input, two columns of pad, and those on two rows or at the
+    top and bottom (gathered); vertical stride and dilation; an odd C gathered throughout;
+    unoptimized (its C form). The host equals the integer reference and QEMU the host."""
+    xs = (1, c, *hw)
+    rng = np.random.default_rng(31 + c)
+    n, i = conv(rng, "a", "x", "y", (5, c, 3, 3), True, **{"pads": [1, 1, 1, 1], **attrs})
+    path = save(make_model([n], [("x", xs)], [("y", None)], i), tmp_path)
+    res = build(path, tmp_path / "host", samples(xs, 6, 0))
+    check_exact(res, samples(xs, 3, 1))
+    code = next(res.out_dir.glob("*.c")).read_text()
+    assert ("nncc_qconv_widen3(p, xn, px, nzp, xw)" in code) == (c % 2 == 0)
+    need("cortex-m4")
+    m4_equals_host(tmp_path, path, QuantOptions(samples=samples(xs, 6, 0)), samples(xs, 3, 2), opt)
+
+
 def structs(code: str, kind: str = "qconv") -> list[dict]:
     """The values of each layer's nncc_qconv_params (or nncc_qadd_params) struct, by field (a
     QAdd's table pointer as its text: the layer's argument, or 0)."""
