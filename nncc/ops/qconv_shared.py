@@ -93,13 +93,13 @@ def _qadd(ctx: dict) -> dict | None:
     types["fast"] = "int8_t"
     if not _fits(qa, types):
         return None
-    # the table (int32 terms, input TABLE_INDEX), or none
-    qa["table"] = f"x{ctx['table_index']}" if ctx["qadd_table"] else "0"
+    # the table (int32 terms, input TABLE_INDEX: its array, named by the template), or none
+    qa["table"] = "0"
     types["table"] = "const int32_t *"
     rt = {key: f"qa->{f}" for key, (f, _) in QADD_FIELDS.items()}
     # left_shift is a compile-time constant of qadd() (20; 15 only with an int16 operand, which
     # keeps the specialized kernel: shared_context)
-    return {"qa": {f: v if f == "table" else int(v) for f, v in qa.items()}, "qa_types": types,
+    return {"qa": {f: int(v) for f, v in qa.items()}, "qa_types": types,
             "qa_rt": {**rt, "scaling": a["scaling"], "left_shift": a["left_shift"]}}
 
 

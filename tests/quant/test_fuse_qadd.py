@@ -128,6 +128,18 @@ def test_qadd_table(tmp_path, scaling, packed, conv_first):
     np.testing.assert_array_equal(table, add.term_table(conv_first))
 
 
+def test_qadd_table_in_blob(tmp_path):
+    """The table read through the QAdd's static struct by name, also when the weights are one
+    blob (the name then an address in it): the C still equals the reference."""
+    from nncc.compiler import compile_model
+    path, xs = block(tmp_path, True, True)
+    res = compile_model(path, tmp_path / "q", force=True, blob_threshold=0,
+                        quant=QuantOptions(samples=samples(xs, 6, 0)))
+    assert "_weights.b + " in next(res.out_dir.glob("*_weights.h")).read_text()
+    assert len(fused_nodes(res.graph)[0].inputs) == TABLE_INDEX + 1
+    check_exact(res, samples(xs, 3, 1))
+
+
 @pytest.mark.parametrize("scaling", ["fixed", "shift", "double-shift"])
 def test_mlperf_ic_int8_fused(tmp_path, scaling):
     """int8 ResNet-8: every residual Add fused; C == reference; the fused graph's reference ==

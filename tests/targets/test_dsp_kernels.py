@@ -72,7 +72,7 @@ def test_dsp_paths_equal_host_and_reference(tmp_path, scaling):
     assert len(fused) == 1 and len(re.findall(rf"^    {fused[0]}\(&p, &qa, ", code, re.MULTILINE)) == 2
     if scaling == "fixed":  # both fused QAdds (the conv first, the residual first) computed inline
         qa = structs(code, "qadd")
-        assert [(v["conv_first"], v["fast"], v["table"]) for v in qa] == [(1, 1, "x6"), (0, 1, "x6")], qa
+        assert [(v["conv_first"], v["fast"], v["table"].endswith("_table")) for v in qa] == [(1, 1, True), (0, 1, True)], qa
     assert ", ws);" in code
     m4_equals_host(tmp_path, path, QuantOptions(samples=samples(XS, 6, 0), scaling=scaling), samples(XS, 2, 2))
 
@@ -93,7 +93,8 @@ def test_dsp_mm_fused_qadd(tmp_path, m):
     res = build(path, tmp_path / "host", samples(xs, 6, 0))
     check_exact(res, samples(xs, 3, 1))
     code = next(res.out_dir.glob("*.c")).read_text()
-    assert [(v["conv_first"], v["fast"], v["table"]) for v in structs(code, "qadd")] == [(1, 1, "x6"), (0, 1, "x6")]
+    qa = structs(code, "qadd")
+    assert [(v["conv_first"], v["fast"], v["table"].endswith("_table")) for v in qa] == [(1, 1, True), (0, 1, True)]
     assert "q.rp = rn + m * plane + px;" in code and "nncc_qadd_lut_init(qa, &q.qa);" in code
     need("cortex-m4")
     m4_equals_host(tmp_path, path, QuantOptions(samples=samples(xs, 6, 0)), samples(xs, 2, 2))
@@ -124,12 +125,11 @@ def test_dsp_widen3(tmp_path, c, hw, attrs, opt):
 
 def structs(code: str, kind: str = "qconv") -> list[dict]:
     """The values of each layer's nncc_qconv_params (or nncc_qadd_params) struct, by field (a
-    QAdd's table pointer as its text: the layer's argument, or 0)."""
+    QAdd's table pointer as its text: its array's name, or 0)."""
     fields = list(FIELDS) if kind == "qconv" else [f for f, _ in QADD_FIELDS.values()] + ["fast", "table"]
-    rows = re.findall(rf"^    (?:static )?const nncc_{kind}_params \w+ = \{{ ([-0-9, ]+(?:, x\d+)?) \}};",
-                      code, re.MULTILINE)
-    return [dict(zip(fields, (int(v) if v[-1].isdigit() and v[0] != "x" else v for v in r.split(", ")),
-                     strict=True)) for r in rows]
+    rows = re.findall(rf"static const nncc_{kind}_params \w+ = \{{ ([-0-9, ]+(?:, w_\w+)?) \}};", code)
+    return [dict(zip(fields, (v if v.startswith("w_") else int(v) for v in r.split(", ")), strict=True))
+            for r in rows]
 
 
 def m4_equals_host(tmp_path, path, quant, inputs, cflags="", target="cortex-m4"):
