@@ -90,6 +90,34 @@ def build_and_run(model_path, tmp_path, target: str):
     return res
 
 
+@pytest.mark.parametrize("int8", [False, True])
+def test_firmware_reports_a_mismatch(tmp_path, int8):
+    """The firmware's own check fails when an output differs: one expected value of main.c moved
+    (float: 3 units in the last place; int8: by 5) makes `make run` fail (the firmware exits
+    with 1), prints MISMATCH, and that largest difference and count on the output's summary
+    line."""
+    need("cortex-m4")
+    t = firmware.load_target("cortex-m4")
+    kw = {"quant": QuantOptions(samples=uniform_inputs(conv_relu(tmp_path), 4, 0, -1.0, 1.0))} if int8 else {}
+    res = firmware.compile_firmware(conv_relu(tmp_path), tmp_path / "fw", "cortex-m4", build_elf=False, **kw)
+    main_c = res.out_dir / "main.c"
+    text = main_c.read_text()
+    m = re.search(r"want0\[N_SAMPLES\]\[(\d+)\] = \{\n\{\n\s*([-0-9.e]+)(f?)", text)
+    n, first = int(m.group(1)), m.group(2)
+    if int8:
+        moved, diff = str(int(first) + (5 if int(first) < 100 else -5)), "abs diff 5"
+    else:
+        v = np.float32(first)
+        for _ in range(3):
+            v = np.nextafter(v, np.float32(np.inf), dtype=np.float32)
+        moved, diff = f"{float(v):.9g}", "ulp diff 3"
+    main_c.write_text(text[:m.start(2)] + moved + text[m.end(2):])
+    firmware.build(res.out_dir, t, "EXTRA_CFLAGS=-Werror")
+    rr = firmware.run(res.out_dir, res.report)
+    assert rr.status != 0 and "nncc: MISMATCH" in rr.stdout, rr.stdout[-2000:]
+    assert f"output 0: max {diff}, 1 of {n} values differ" in rr.stdout, rr.stdout[-2000:]
+
+
 @pytest.mark.parametrize("target", MAIN_TARGETS)
 @pytest.mark.parametrize("model", sorted(MODELS))
 def test_matches_host_bit_for_bit(tmp_path, model, target):
@@ -258,7 +286,7 @@ def test_int8_cli(tmp_path, capsys):
     assert main(["compile", model, "-o", str(tmp_path / "fw"), "--target", "cortex-m4", *q]) == 0
     assert "ELF flash" in capsys.readouterr().out
     main_c = (tmp_path / "fw" / "main.c").read_text()
-    assert "static const int8_t in0" in main_c and "check_i8" in main_c and "put_float" not in main_c
+    assert "static const int8_t in0" in main_c and "check_i8" in main_c and "check_f32" not in main_c
     assert firmware.run(tmp_path / "fw", json.loads((tmp_path / "fw" / "report.json").read_text())).status == 0
     assert main(["validate", model, "--target", "cortex-m4", *q]) == 0
     text = capsys.readouterr().out
