@@ -239,7 +239,7 @@ def shared_context(op, ctx: dict, ins, outs, kernel: str | None = None) -> dict:
     # a 3x3 window at stride 1 across, an even C: quads inside the input widened straight from it
     widen3 = kind == "mm" and g["k"][1:] == (3, 3) and g["s"][2] == g["d"][2] == 1 and ctx["C"] % 2 == 0
     parts += {"mm": ["nncc_qconv_col", "nncc_qconv_widen", "nncc_qconv_widen3", "nncc_qconv_mm_sums",
-                     outs, f"{fn}_portable", fn],
+                     "nncc_qconv_mm_px", outs, f"{fn}_portable", fn],
               "dw3": ["nncc_qconv_dw3_sums"] + ["nncc_qconv_dw3_row"] * dw3_row + [outs, fn],
               "wino": ["nncc_qconv_wino", outs, fn]}.get(kind, [fn])
     # the paths of the shared pieces only some layers take, OR-ed over the model by the emitter
@@ -252,6 +252,7 @@ def shared_context(op, ctx: dict, ins, outs, kernel: str | None = None) -> dict:
              "qadd_table": add["qa"] is not None and bool(add["qa"]["fast"]),
              "col_three": kind == "mm" and g["k"][2] == 3 and g["s"][2] == g["d"][2] == 1,
              "widen3": widen3,
+             "mm_px": q8_outs and add["qa"] is None and g["o"][1] * g["o"][2] % 4 in (1, 2),
              "col_s2k3": kind == "mm" and g["k"][2] == 3 and g["s"][2] == 2 and g["d"][2] == 1}
     return {"shared": parts, "shared_fn": fn, "shared_needs": needs, "shared_out": out, "shared_qadd": qadd_fn,
             "shared_outs": outs, "shared_kind": kind,

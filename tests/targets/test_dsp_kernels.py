@@ -123,6 +123,27 @@ def test_dsp_widen3(tmp_path, c, hw, attrs, opt):
     m4_equals_host(tmp_path, path, QuantOptions(samples=samples(xs, 6, 0)), samples(xs, 3, 2), opt)
 
 
+@pytest.mark.parametrize("hw", [(6, 5), (3, 11)])
+def test_dsp_mm_px(tmp_path, hw):
+    """A plane whose last quad is short by 2 or 3 pixels (30 = 7 x 4 + 2, 33 = 8 x 4 + 1): its
+    last pixels' outputs by nncc_qconv_mm_px() (1x1 layers, one in place, one widened from
+    its input; a 3x3 one gathered; odd and even channel counts); a fused QAdd's layer keeps the
+    quad path. The host equals the integer reference and QEMU the host."""
+    xs = (1, 4, *hw)
+    layers = [("a", "x", "a", (6, 4, 1, 1), {}), ("b", "a", "b", (6, 6, 1, 1), {}),
+              ("c", "b", "c", (5, 6, 3, 3), {"pads": [1, 1, 1, 1]}),
+              ("d", "c", "d", (5, 5, 1, 1), {})]
+    nodes, inits = conv_chain(np.random.default_rng(41), layers,
+                              {"d": [helper.make_node("Add", ["d", "c"], ["y"])]})
+    path = save(make_model(nodes, [("x", xs)], [("y", None)], inits), tmp_path)
+    res = build(path, tmp_path / "host", samples(xs, 6, 0))
+    check_exact(res, samples(xs, 3, 1))
+    code = next(res.out_dir.glob("*.c")).read_text()
+    assert "nncc_qconv_mm_px(p, xw, x1, x2, kc, M, np, yn + px, plane);" in code
+    need("cortex-m4")
+    m4_equals_host(tmp_path, path, QuantOptions(samples=samples(xs, 6, 0)), samples(xs, 3, 2))
+
+
 def structs(code: str, kind: str = "qconv") -> list[dict]:
     """The values of each layer's nncc_qconv_params (or nncc_qadd_params) struct, by field (a
     QAdd's table pointer as its text: its array's name, or 0)."""
