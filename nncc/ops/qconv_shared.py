@@ -236,8 +236,8 @@ def shared_context(op, ctx: dict, ins, outs, kernel: str | None = None) -> dict:
                and (add["qa"] is None or add["qa_rt"]["scaling"] == "fixed"))
     q8_outs = mm_outs and bool(qp["q8"]) and (add["qa"] is None or bool(add["qa"]["fast"]))
     dw3_row = kind == "dw3" and ctx["scaling"] == "fixed" and add["qa"] is None
-    # a 3x3 window at stride 1 across, an even C: quads inside the input widened straight from it
-    widen3 = kind == "mm" and g["k"][1:] == (3, 3) and g["s"][2] == g["d"][2] == 1 and ctx["C"] % 2 == 0
+    # a 3x3 window at stride 1 across: quads inside the input widened straight from it
+    widen3 = kind == "mm" and g["k"][1:] == (3, 3) and g["s"][2] == g["d"][2] == 1
     parts += {"mm": ["nncc_qconv_col", "nncc_qconv_widen", "nncc_qconv_widen3", "nncc_qconv_mm_sums",
                      "nncc_qconv_mm_px", outs, f"{fn}_portable", fn],
               "dw3": ["nncc_qconv_dw3_sums"] + ["nncc_qconv_dw3_row"] * dw3_row + [outs, fn],
