@@ -252,6 +252,8 @@ def shared_context(op, ctx: dict, ins, outs, kernel: str | None = None) -> dict:
              "qadd_table": add["qa"] is not None and bool(add["qa"]["fast"]),
              "col_three": kind == "mm" and g["k"][2] == 3 and g["s"][2] == g["d"][2] == 1,
              "widen3": widen3,
+             "widen3s2": kind == "mm" and g["k"][1:] == (3, 3) and g["s"][2] == 2 and g["d"][2] == 1
+             and ctx["C"] % 2 == 0,
              "mm_px": q8_outs and add["qa"] is None and g["o"][1] * g["o"][2] % 4 in (1, 2),
              "col_s2k3": kind == "mm" and g["k"][2] == 3 and g["s"][2] == 2 and g["d"][2] == 1}
     return {"shared": parts, "shared_fn": fn, "shared_needs": needs, "shared_out": out, "shared_qadd": qadd_fn,

@@ -145,6 +145,31 @@ def test_dsp_mm_px(tmp_path, hw):
     m4_equals_host(tmp_path, path, QuantOptions(samples=samples(xs, 6, 0)), samples(xs, 3, 2))
 
 
+@pytest.mark.parametrize("c,hw,attrs,opt", [(4, (9, 16), {"pads": [0, 0, 1, 1]}, ""),
+                                            (2, (9, 16), {"pads": [0, 0, 1, 1]}, "-O0"),
+                                            (6, (7, 19), {}, ""), (4, (8, 18), {"dilations": [2, 1]}, ""),
+                                            (4, (9, 15), {"pads": [0, 0, 1, 2]}, ""),
+                                            (3, (9, 16), {"pads": [0, 0, 1, 1]}, "")])
+def test_dsp_widen3s2(tmp_path, c, hw, attrs, opt):
+    """3x3 layers of stride 2 across whose quads are widened straight from the input
+    (nncc_qconv_widen3s2(), an even C): inside it, at the right edge with one column of pad (the
+    byte after the row read, its terms then zeroed) but not in the bottom row's last quad, quads
+    with a pad column on the left or two on the right, on two rows, or at the bottom (gathered);
+    vertical dilation;
+    unoptimized (no assembly: all gathered); an odd C gathered throughout. The host equals the
+    integer reference and QEMU the host."""
+    xs = (1, c, *hw)
+    rng = np.random.default_rng(51 + c)
+    n, i = conv(rng, "a", "x", "y", (5, c, 3, 3), True, **{"pads": [1, 1, 1, 1], "strides": [2, 2], **attrs})
+    path = save(make_model([n], [("x", xs)], [("y", None)], i), tmp_path)
+    res = build(path, tmp_path / "host", samples(xs, 6, 0))
+    check_exact(res, samples(xs, 3, 1))
+    code = next(res.out_dir.glob("*.c")).read_text()
+    assert ("w3s2 && nncc_qconv_widen3s2(p, xn, px, nzp, xw)" in code) == (c % 2 == 0)
+    need("cortex-m4")
+    m4_equals_host(tmp_path, path, QuantOptions(samples=samples(xs, 6, 0)), samples(xs, 3, 2), opt)
+
+
 def structs(code: str, kind: str = "qconv") -> list[dict]:
     """The values of each layer's nncc_qconv_params (or nncc_qadd_params) struct, by field (a
     QAdd's table pointer as its text: its array's name, or 0)."""
