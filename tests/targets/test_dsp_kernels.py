@@ -152,10 +152,10 @@ def test_dsp_mm_px(tmp_path, hw):
                                             (3, (9, 16), {"pads": [0, 0, 1, 1]}, "")])
 def test_dsp_widen3s2(tmp_path, c, hw, attrs, opt):
     """3x3 layers of stride 2 across whose quads are widened straight from the input
-    (nncc_qconv_widen3s2(), an even C): inside it, at the right edge with one column of pad (the
-    byte after the row read, its terms then zeroed) but not in the bottom row's last quad, quads
-    with a pad column on the left or two on the right, on two rows, or at the bottom (gathered);
-    vertical dilation;
+    (nncc_qconv_widen3s2(), an even C): inside it, at the left and right edges with one column
+    of pad (the byte before or after the row read, its terms then zeroed) but not where that byte
+    is outside the input, quads with two pad columns on the right, on two rows, or at the bottom
+    (gathered); vertical dilation;
     unoptimized (no assembly: all gathered); an odd C gathered throughout. The host equals the
     integer reference and QEMU the host."""
     xs = (1, c, *hw)
