@@ -23,8 +23,14 @@ def compiler() -> str:
     return cc
 
 
+GUARD_FAILED = 1000  # runtime_c/nncc_runtime.h NNCC_GUARD_FAILED
+CANARY = 64  # bytes after each output buffer that the model must leave as they are
+
+
 class HostModel:
-    """A compiled project loaded into this process."""
+    """A compiled project loaded into this process. It is built with NNCC_GUARD (templates/
+    model.c.j2): run() checks that each layer writes only where the memory plan lets it, and
+    each output buffer is followed by a canary that must come back untouched."""
 
     def __init__(self, project: str | Path, report: dict, cflags: list[str] | None = None):
         import cffi
@@ -33,7 +39,7 @@ class HostModel:
         self.inputs, self.outputs = report["inputs"], report["outputs"]
         self._tmp = tempfile.TemporaryDirectory(prefix="nncc-host-")
         lib = Path(self._tmp.name) / f"lib{self.prefix}.so"
-        cmd = [compiler(), *(cflags or STRICT_CFLAGS), "-shared", "-fPIC",
+        cmd = [compiler(), *(cflags or STRICT_CFLAGS), "-DNNCC_GUARD", "-shared", "-fPIC",
                str(self.project / f"{self.prefix}.c"), "-o", str(lib), "-lm"]
         r = subprocess.run(cmd, capture_output=True, text=True, check=False)
         if r.returncode != 0:
@@ -47,13 +53,23 @@ class HostModel:
     def run(self, sample: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
         ins = [np.ascontiguousarray(sample[t["name"]], dtype=t["dtype"]).reshape(t["shape"])
                for t in self.inputs]
-        outs = [np.zeros(t["shape"], dtype=t["dtype"]) for t in self.outputs]
+        bufs = [np.zeros(np.dtype(t["dtype"]).itemsize * int(np.prod(t["shape"])) + CANARY, np.uint8)
+                for t in self.outputs]
+        for b in bufs:
+            b[-CANARY:] = 0xA5
+        outs = [b[:-CANARY].view(t["dtype"]).reshape(t["shape"]) for t, b in zip(self.outputs, bufs)]
         args = [self.ffi.from_buffer(f"{t['ctype']}[]", a)
                 for t, a in zip(self.inputs + self.outputs, ins + outs)]
         status = self._run(*args)
+        if status >= GUARD_FAILED:
+            raise BuildError(f"{self.prefix}_run: layer {status - GUARD_FAILED} (in run()'s order) wrote "
+                             f"outside its output and scratch in the arena")
         if status != 0:
             raise BuildError(f"{self.prefix}_run returned {status}")
-        return {t["name"]: a for t, a in zip(self.outputs, outs)}
+        for t, b in zip(self.outputs, bufs):
+            if (b[-CANARY:] != 0xA5).any():
+                raise BuildError(f"{self.prefix}_run wrote past the end of output {t['name']}")
+        return {t["name"]: a.copy() for t, a in zip(self.outputs, outs)}
 
     def close(self):
         self.ffi.dlclose(self.lib)

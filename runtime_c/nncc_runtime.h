@@ -14,6 +14,36 @@
 
 /* Status codes returned by NAME_run(). */
 #define NNCC_OK 0
+#define NNCC_GUARD_FAILED 1000 /* + the layer's position in run(): an NNCC_GUARD build only */
+
+#ifdef NNCC_GUARD
+/* The NNCC_GUARD build's check of the memory plan (NAME.c): the arena copied before the first
+   layer, then after each layer every byte outside the ranges it may write compared with the
+   copy, and the copy brought up to date inside them. ranges: [begin, end) pairs in increasing
+   order, ended by 0, 0. Returns 0 when a byte outside them changed. */
+static inline void nncc_guard_start(unsigned char *copy, const unsigned char *arena, size_t n)
+{
+    size_t i;
+    for (i = 0; i < n; ++i)
+        copy[i] = arena[i];
+}
+
+static inline int nncc_guard_check(unsigned char *copy, const unsigned char *arena, size_t n,
+                                   const uint32_t *ranges)
+{
+    size_t i = 0;
+    for (;; ranges += 2) {
+        const size_t stop = ranges[1] ? ranges[0] : n;
+        for (; i < stop; ++i)
+            if (copy[i] != arena[i])
+                return 0;
+        if (!ranges[1])
+            return 1;
+        for (; i < ranges[1]; ++i)
+            copy[i] = arena[i];
+    }
+}
+#endif
 
 static inline float nncc_maxf(float a, float b) { return a > b ? a : b; }
 static inline float nncc_minf(float a, float b) { return a < b ? a : b; }

@@ -47,6 +47,17 @@ class Weights:
     offsets: dict[str, int]
 
 
+def merge_ranges(ranges: list[tuple[int, int]]) -> list[tuple[int, int]]:
+    """Byte ranges [begin, end) sorted, overlapping or touching ones joined, empty ones left out."""
+    out: list[tuple[int, int]] = []
+    for b, e in sorted(r for r in ranges if r[1] > r[0]):
+        if out and b <= out[-1][1]:
+            out[-1] = (out[-1][0], max(out[-1][1], e))
+        else:
+            out.append((b, e))
+    return out
+
+
 class Emitter:
     def __init__(self, g: Graph, plan: MemoryPlan, prefix: str, target_dir: Path | None = None,
                  blob_threshold: int = BLOB_THRESHOLD, layer_marks: bool = False):
@@ -137,14 +148,18 @@ class Emitter:
                 if t:
                     args.append({"name": f"y{j}", "const": False, "ctype": self.refs[t].ctype})
                     call.append(self.refs[t])
+            writes = [(self.refs[t].offset, self.refs[t].offset + self.g.tensors[t].nbytes)
+                      for t in node.outputs if t and self.refs[t].kind == "arena"]
             if node.name in alias.workspace:  # scratch planned in the arena: last argument `ws`
                 ws, size = alias.workspace[node.name]
                 wt = outs[0].dtype  # a workspace holds elements of the kernel's output type
                 ct, n = CTYPES[wt], size // np.dtype(wt).itemsize
                 args.append({"name": "ws", "const": False, "ctype": ct})
                 call.append(TensorRef(ws, ws, (n,), n, ct, "arena", self.plan.offsets[ws]))
+                writes.append((self.plan.offsets[ws], self.plan.offsets[ws] + size))
             k = {"fn": f"node_{i}", "name": comment_text(node.name), "op": node.op, "attrs": node.attrs,
-                 "ins": ins, "outs": outs, "args": args, "call": call, "kernel": node.kernel}
+                 "ins": ins, "outs": outs, "args": args, "call": call, "kernel": node.kernel,
+                 "writes": merge_ranges(writes)}
             k.update(op.context(ins, outs))
             # Inputs their producers already wrote into this node's output (concat slices).
             k["placed"] = [f"x{j}" for j in alias.placed.get(node.name, [])]

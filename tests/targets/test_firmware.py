@@ -258,9 +258,10 @@ def int8_qemu_equals_host(path, samples: list[dict], target: str, out_dir, quant
                           cflags: str = ""):
     """The int8 firmware of `path`, built warning-free (and with `cflags`), runs in QEMU on
     `samples`; every output of every sample equals a fresh host build's (independent of main.c)
-    bit for bit -> the firmware build."""
+    bit for bit -> the firmware build. Built with NNCC_GUARD: no layer writes outside its output
+    and scratch, nor past an output buffer."""
     res, embedded, rr = firmware.run_on_target(path, samples, target, out_dir, quant=quant,
-                                               make_args=(f"EXTRA_CFLAGS=-Werror {cflags}",))
+                                               make_args=(f"EXTRA_CFLAGS=-Werror -DNNCC_GUARD {cflags}",))
     assert rr.status == 0 and "nncc: OK" in rr.stdout, rr.stdout[-2000:]
     assert len(rr.outputs) == len(samples)
     host = HostModel(res.out_dir, res.report)
