@@ -14,6 +14,7 @@ from .codegen.emit import BLOB_THRESHOLD, Emitter
 from .errors import UsageError
 from .frontend import import_onnx, load_model
 from .ir import Graph
+from .lower import choose_target_kernels
 from .memory import MemoryPlan, plan_memory
 from .passes import run_pipeline
 from .report import build_report, precision
@@ -83,17 +84,20 @@ def prepare_out_dir(out_dir: Path, force: bool, names=()) -> None:
 def compile_model(model_path: str | Path, out_dir: str | Path, name: str | None = None,
                   force: bool = False, input_shapes: dict | None = None, opt_level: int = 2,
                   align: int = 4, blob_threshold: int = BLOB_THRESHOLD, target: str = "host",
-                  extra_files=None, quant=None, layer_marks: bool = False) -> Compiled:
+                  extra_files=None, quant=None, layer_marks: bool = False,
+                  target_kernels=()) -> Compiled:
     """`extra_files(compiled, files) -> {name: bytes}` (nncc/firmware.py) adds or replaces files
     before anything is written; it may refuse the model by raising. `quant`
     (nncc.quant.quantize.QuantOptions) makes an int8 build. `layer_marks`: run() calls
-    nncc_bench_mark() after every kernel (nncc/bench.py, per-layer counts; not for users)."""
+    nncc_bench_mark() after every kernel (nncc/bench.py, per-layer counts; not for users).
+    `target_kernels`: the kernels the target prefers (its target.json "kernels": nncc/lower.py)."""
     prefix = model_prefix(name) if name is not None else default_name(model_path)
     out_dir = Path(out_dir)
     g = load(model_path, input_shapes, opt_level, prefix)
     if quant is not None:  # nncc.quant.quantize.QuantOptions
         from .quant.quantize import quantize
         g = quantize(g, quant)
+    choose_target_kernels(g, target_kernels)
     res = analyze(g, align, target)
     files = Emitter(g, res.plan, prefix, blob_threshold=blob_threshold,
                     layer_marks=layer_marks).render(res.report)

@@ -274,7 +274,8 @@ def compile_firmware(model_path, out_dir, target: str, samples: list[dict] | Non
         return firmware_files(res, files, t, embedded)
 
     embedded: list[dict] = []
-    res = compile_model(model_path, out_dir, target=t.name, extra_files=extra, **compile_args)
+    res = compile_model(model_path, out_dir, target=t.name, extra_files=extra,
+                        target_kernels=tuple(t.spec.get("kernels", ())), **compile_args)
     res.test_samples = embedded  # the inputs main.c embeds, in the project's input types
     if build_elf and not t.missing_tools():
         res.report = add_sizes(res.out_dir, build(res.out_dir, t), t)

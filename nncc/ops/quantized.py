@@ -299,7 +299,40 @@ class QGemm(_QMixin, Op):
         # int8 with the packed form, flagged q8: the DSP path requantizes by nncc_q8_30()
         int8 = ins[0].dtype == ins[1].dtype == outs[0].dtype == "int8"
         ctx["q8"] = int8 and ctx["packed"] and bool(q8_flags(ctx, ctx["K"])[1])
+        # the "gemm4" kernel (chosen for the target: nncc/lower.py) reads its weights as
+        # gemm4_weights()
+        ctx["w4"] = self.node.kernel == "gemm4" and self.gemm4_fits(ins)
+        # ... which DSP cores sum in the shared loop nncc_qgemm4_loop when some layer of the
+        # model is large enough to pay for its ~350 bytes of code (the emitter ORs the needs)
+        ctx["shared"] = ["nncc_qgemm4_loop"] if ctx["w4"] else []
+        ctx["shared_needs"] = {"qgemm4_loop": ctx["w4"] and ctx["K"] * ctx["N"] >= GEMM4_LOOP_MACS}
         return ctx
+
+    def const_layouts(self, ins, outs):
+        return {1: gemm4_weights} if self.context(ins, outs)["w4"] else {}
+
+    @staticmethod
+    def gemm4_fits(ins) -> bool:
+        """The "gemm4" kernel can compute the layer: constant int8 weights of whole words (K % 4)
+        and whole 4-row blocks (N % 4), an int8 input."""
+        a, w = ins[0], ins[1]
+        return (a.dtype == w.dtype == "int8" and w.data is not None
+                and w.shape[1] % 4 == 0 and w.shape[0] % 4 == 0)
+
+
+# Multiply-accumulates (per row of the input) from which a QGemm layer brings nncc_qgemm4_loop
+# into its model (and every QGemm layer of the model then uses it) rather than running its own
+# 2-output loop in C: KWS's 64 x 12 layer alone would gain ~700 cycles for ~200 bytes of code.
+GEMM4_LOOP_MACS = 4096
+
+
+def gemm4_weights(w: np.ndarray) -> np.ndarray:
+    """QGemm's weights (N x K, K and N multiples of 4) as its kernels read them: per block of 4
+    rows (output channels), per word of 4 inputs, the 4 rows' words one after another (row n's
+    inputs 4t..4t+3 at 16 t + 4 (n % 4) in block n // 4), so 4 outputs' next 4 weights are one
+    run of 16 bytes at fixed offsets, whatever K."""
+    n, k = w.shape
+    return np.ascontiguousarray(w.reshape(n // 4, 4, k // 4, 4).transpose(0, 2, 1, 3)).reshape(n, k)
 
 
 @register("QAdd")

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import re
 import shutil
+from itertools import pairwise
 from pathlib import Path
 
 import numpy as np
@@ -441,27 +442,6 @@ def test_mm_weights_emitted(tmp_path, blob):
     assert (after[0] if after else size) >= f + 32
 
 
-@pytest.mark.parametrize("opt", ["", "-O0", "-fno-omit-frame-pointer"])
-def test_dsp_gemm_4_outputs(tmp_path, opt):
-    """The int8 Gemm's 4-output assembly: 8 inputs per loop turn where K % 8 == 0 (12 -> 8 has
-    K % 8 == 4: one step of 4 per turn; 8 -> 4: two); both layers flagged q8, their outputs by
-    nncc_q8_30() (4 after the assembly loop, 2 after the unoptimized build's C loop); the same
-    as the host, optimized or not."""
-    rng = np.random.default_rng(15)
-    inits = {"W1": rng.standard_normal((8, 12)).astype(np.float32) * 0.4, "B1": rng.standard_normal(8).astype(np.float32),
-             "W2": rng.standard_normal((4, 8)).astype(np.float32) * 0.4, "B2": rng.standard_normal(4).astype(np.float32)}
-    nodes = [helper.make_node("Gemm", ["x", "W1", "B1"], ["h"], transB=1), helper.make_node("Relu", ["h"], ["r"]),
-             helper.make_node("Gemm", ["r", "W2", "B2"], ["y"], transB=1)]
-    xs = (1, 12)
-    path = save(make_model(nodes, [("x", xs)], [("y", None)], inits), tmp_path)
-    res = build(path, tmp_path / "host", samples(xs, 6, 0))
-    code = next(res.out_dir.glob("*.c")).read_text()
-    assert code.count('"ldr %[t], [%[a]], #4\\n\\t"') == 3  # once in the first layer's loop, twice in the second's
-    assert code.count("nncc_q8_30(2 * acc") == 2 * (4 + 2)
-    need("cortex-m4")
-    m4_equals_host(tmp_path, path, QuantOptions(samples=samples(xs, 6, 0)), samples(xs, 3, 2), opt)
-
-
 @pytest.mark.parametrize("opts", [{}, {"scaling": "shift"}, {"scaling": "double-shift"},
                                   {"packed": False, "per_channel": False}])
 def test_gemm_8_outputs_rv32(tmp_path, opts):
@@ -529,3 +509,44 @@ def test_dsp_winograd_edge_shapes(tmp_path, case):
     need("cortex-m4")
     m4_equals_host(tmp_path, one_conv(tmp_path, xs, m, pads), QuantOptions(samples=samples(xs, 3, 0), winograd=True),
                    samples(xs, 2, 2))
+
+
+def gemm_chain(tmp_path, dims, seed):
+    """x (1 x dims[0]) -> Gemm -> Relu -> ... -> y: one fully connected layer per pair of dims."""
+    rng = np.random.default_rng(seed)
+    nodes, inits, x = [], {}, "x"
+    for i, (k, n) in enumerate(pairwise(dims)):
+        inits[f"w{i}"] = (rng.standard_normal((n, k)) / np.sqrt(k)).astype(np.float32)
+        inits[f"b{i}"] = (0.1 * rng.standard_normal(n)).astype(np.float32)
+        y = "y" if i == len(dims) - 2 else f"r{i}"
+        nodes.append(helper.make_node("Gemm", [x, f"w{i}", f"b{i}"], [f"g{i}"], transB=1))
+        nodes.append(helper.make_node("Relu", [f"g{i}"], [y]))
+        x = y
+    return save(make_model(nodes, [("x", (1, dims[0]))], [("y", None)], inits), tmp_path)
+
+
+@pytest.mark.parametrize("dims,loop", [((20, 64, 64, 12, 8, 16, 6), True), ((20, 12, 8, 16, 6), False)])
+@pytest.mark.parametrize("target,opt", [("cortex-m4", ""), ("cortex-m4", "-O0"),
+                                        ("cortex-m4", "-fno-omit-frame-pointer"), ("cortex-m0plus", "")])
+def test_gemm4(tmp_path, dims, loop, target, opt):
+    """Fully connected layers with the "gemm4" kernel (weights interleaved by 4 rows: the Arm
+    targets' choice) over K = 16 t + 4, 8, 12 and 16 t (nncc_qgemm4_loop entered at each step)
+    and N = 6 (not a whole block: the rows as they are). With a layer of 4,096 MACs the model has
+    the shared loop and every gemm4 layer calls it; without, they run the C 2-output loop, as they
+    do unoptimized or with a frame pointer (NNCC_NO_ASM14). The target's project built on the host
+    equals the integer reference, and QEMU equals the host."""
+    path = gemm_chain(tmp_path, dims, 61)
+    xs = (1, dims[0])
+    quant = QuantOptions(samples=samples(xs, 6, 0))
+    need(target)
+    res = firmware.compile_firmware(path, tmp_path / "fw", target, build_elf=False, quant=quant)
+    kernels = [r["kernel"] for r in res.report["layers"]]
+    assert kernels == ["gemm4"] * (len(dims) - 2) + ["direct"], kernels
+    code = next(res.out_dir.glob(f"{res.report['model']}.c")).read_text()
+    assert ("static void nncc_qgemm4_loop(void)" in code) == loop
+    if loop:
+        calls = re.findall(r'"bl (nncc_qgemm4_loop\w*)"', code)
+        assert calls == ["nncc_qgemm4_loop_1", "nncc_qgemm4_loop", "nncc_qgemm4_loop", "nncc_qgemm4_loop_3",
+                         "nncc_qgemm4_loop_2"], calls
+    check_exact(res, samples(xs, 3, 1))  # the portable gemm4 loops, compiled for the host
+    m4_equals_host(tmp_path, path, quant, samples(xs, 3, 2), opt, target)
