@@ -283,13 +283,17 @@ def compile_firmware(model_path, out_dir, target: str, samples: list[dict] | Non
 
 
 def run_on_target(model_path, samples: list[dict] | None, target: str, project: Path,
-                  make_args: tuple[str, ...] = (), **compile_args) -> tuple[Compiled, list[dict], RunResult]:
-    """Compiles with `samples` embedded, builds (`make_args`: e.g. EXTRA_CFLAGS=...), runs in
-    QEMU: (compiled, samples, run result)."""
+                  make_args: tuple[str, ...] = (), guard: bool = False,
+                  **compile_args) -> tuple[Compiled, list[dict], RunResult]:
+    """Compiles with `samples` embedded, builds (`make_args`: e.g. EXTRA_CFLAGS=...; `guard`:
+    with NNCC_GUARD, templates/model.c.j2, where the QEMU machine has room for the arena's
+    copy), runs in QEMU: (compiled, samples, run result)."""
     t = load_target(target)
     n = 3  # as many seeded random samples as the host's `nncc validate`
     res = compile_firmware(model_path, project, target, samples, build_elf=False, check=False,
                            n_samples=n, check_emulator=True, **compile_args)
+    if guard and 2 * res.report["arena_bytes"] + t.stack_bytes <= t.qemu["ram_bytes"]:
+        make_args = (*make_args, "EXTRA_CFLAGS=-DNNCC_GUARD")
     build(res.out_dir, t, *make_args)
     res.report = add_sizes(res.out_dir, res.out_dir / f"{res.report['model']}.elf", t)
     return res, res.test_samples, run(res.out_dir, res.report)
@@ -308,6 +312,10 @@ def summary(res: Compiled) -> str:
                    f"(stack {r['stack_bytes']:,} B); `make -C {res.out_dir} run` runs it in QEMU")
 
 
+# the firmware's line when run() failed NNCC_GUARD's check (templates/firmware/main.c.j2)
+GUARD_FAILED = re.compile(r"_run returned an error: 1(\d\d\d)\b")
+
+
 def validate_on_target(model_path, samples, rtol: float, atol: float, use_ort: bool, target: str,
                        **compile_args):
     """`nncc validate --target`: the outputs from QEMU against the host build of the same C (must
@@ -315,7 +323,14 @@ def validate_on_target(model_path, samples, rtol: float, atol: float, use_ort: b
     build the integer reference, exactly, and no onnxruntime)."""
     from .validate import Validation, oracle_rows
     with tempfile.TemporaryDirectory(prefix="nncc-validate-") as tmp:
-        res, samples, rr = run_on_target(model_path, samples, target, Path(tmp) / "proj", **compile_args)
+        res, samples, rr = run_on_target(model_path, samples, target, Path(tmp) / "proj", guard=True,
+                                         **compile_args)
+        guard = GUARD_FAILED.search(rr.stdout)
+        if guard:
+            raise BuildError(f"on {target}, layer {int(guard.group(1))} (in run()'s order) wrote "
+                             f"outside its output and scratch in the arena (NNCC_GUARD)")
+        if " wrote past output " in rr.stdout:
+            raise BuildError(f"on {target}, the model wrote past an output buffer (NNCC_GUARD)")
         from .host import HostModel
         host = HostModel(res.out_dir, res.report)
         try:

@@ -126,3 +126,24 @@ def test_guard_in_firmware(tmp_path, where, message):
         firmware.build(res.out_dir, t, "-B", "EXTRA_CFLAGS=-Werror")
         rr = firmware.run(res.out_dir, res.report)
         assert rr.status == 0 and "nncc: OK" in rr.stdout, rr.stdout[-2000:]
+
+
+@pytest.mark.cross
+def test_validate_on_target_guards(tmp_path, monkeypatch):
+    """`nncc validate --target` builds with NNCC_GUARD: a layer that writes outside its bytes is
+    named (here injected into the project just before it is built)."""
+    t = need("cortex-m4")
+    path = chain(tmp_path)
+    build = firmware.build
+
+    def faulty_build(project, target, *make_args):
+        r = ranges(next(project.glob("model.c")).read_text())
+        (b1, e1), = r[1]
+        inject(project, 1, f"arena[{b1 - 1 if b1 else e1}] ^= 1u;")
+        assert "EXTRA_CFLAGS=-DNNCC_GUARD" in make_args
+        return build(project, target, *make_args)
+
+    monkeypatch.setattr(firmware, "build", faulty_build)
+    sample = {"x": RNG.standard_normal((1, 3, 6, 6)).astype(np.float32)}
+    with pytest.raises(BuildError, match=r"on cortex-m4, layer 1 \(in run\(\)'s order\) wrote outside"):
+        firmware.validate_on_target(path, [sample], 1e-4, 1e-5, False, t.name)
