@@ -526,14 +526,14 @@ def gemm_chain(tmp_path, dims, seed):
 
 
 @pytest.mark.parametrize("dims,loop", [((20, 64, 64, 12, 8, 16, 6), True), ((20, 12, 8, 16, 6), False)])
-@pytest.mark.parametrize("target,opt", [("cortex-m4", ""), ("cortex-m4", "-O0"),
+@pytest.mark.parametrize("target,opt", [("cortex-m4", ""), ("cortex-m4", "-Os"), ("cortex-m4", "-O0"),
                                         ("cortex-m4", "-fno-omit-frame-pointer"), ("cortex-m0plus", "")])
 def test_gemm4(tmp_path, dims, loop, target, opt):
     """Fully connected layers with the "gemm4" kernel (weights interleaved by 4 rows: the Arm
     targets' choice) over K = 16 t + 4, 8, 12 and 16 t (nncc_qgemm4_loop entered at each step)
     and N = 6 (not a whole block: the rows as they are). With a layer of 4,096 MACs the model has
-    the shared loop and every gemm4 layer calls it; without, they run the C 2-output loop, as they
-    do unoptimized or with a frame pointer (NNCC_NO_ASM14). The target's project built on the host
+    the shared loop and every gemm4 layer calls it (also built for size); without, they run the C
+    2-output loop, as they do unoptimized or with a frame pointer (NNCC_NO_ASM14). The target's project built on the host
     equals the integer reference, and QEMU equals the host."""
     path = gemm_chain(tmp_path, dims, 61)
     xs = (1, dims[0])
