@@ -3,7 +3,8 @@ planner picks the in-place variants itself (nncc/memory/alias.py); this picks th
 trade flash for speed, which the user asks for: "winograd" (`--winograd`) for the int8 3x3
 convolutions its kernel computes (nncc/ops/qconv_wino.py); and the kernels a target lists in its
 target.json ("kernels"), which are faster there and slower elsewhere: "gemm4" for int8 fully
-connected layers (weights interleaved by 4 rows: nncc/ops/quantized.py gemm4_weights)."""
+connected layers (weights interleaved by 4 rows: nncc/ops/quantized.py gemm4_weights), and
+"gemm4dsp", the same with the input row widened into a workspace for the DSP cores' loop."""
 from __future__ import annotations
 
 from .ir import Graph
@@ -29,9 +30,10 @@ def choose_kernels(g: Graph, winograd: bool = False) -> list[str]:
 def choose_target_kernels(g: Graph, kernels=()) -> list[str]:
     """Set the kernel of the nodes a target's listed kernels compute; -> their names."""
     chosen = []
-    if "gemm4" in kernels:
+    gemm = next((k for k in ("gemm4dsp", "gemm4") if k in kernels), None)
+    if gemm:
         for n in g.nodes():
             if n.op == "QGemm" and make_op(n).gemm4_fits([g.tensors[t] if t else None for t in n.inputs]):
-                n.kernel = "gemm4"
+                n.kernel = gemm
                 chosen.append(n.name)
     return chosen

@@ -299,17 +299,24 @@ class QGemm(_QMixin, Op):
         # int8 with the packed form, flagged q8: the DSP path requantizes by nncc_q8_30()
         int8 = ins[0].dtype == ins[1].dtype == outs[0].dtype == "int8"
         ctx["q8"] = int8 and ctx["packed"] and bool(q8_flags(ctx, ctx["K"])[1])
-        # the "gemm4" kernel (chosen for the target: nncc/lower.py) reads its weights as
-        # gemm4_weights()
-        ctx["w4"] = self.node.kernel == "gemm4" and self.gemm4_fits(ins)
-        # ... which DSP cores sum in the shared loop nncc_qgemm4_loop when some layer of the
-        # model is large enough to pay for its ~350 bytes of code (the emitter ORs the needs)
-        ctx["shared"] = ["nncc_qgemm4_loop"] if ctx["w4"] else []
-        ctx["shared_needs"] = {"qgemm4_loop": ctx["w4"] and ctx["K"] * ctx["N"] >= GEMM4_LOOP_MACS}
+        # the "gemm4" kernels (chosen for the target: nncc/lower.py) read their weights as
+        # gemm4_weights(); "gemm4dsp" also widens each input row into its workspace (int16,
+        # 2 K bytes), which DSP cores sum in the shared loop nncc_qgemm4_loop when some layer
+        # of the model is large enough to pay for its ~350 bytes of code (the emitter ORs the
+        # needs)
+        ctx["w4"] = self.node.kernel in GEMM4_KERNELS and self.gemm4_fits(ins)
+        ctx["widened"] = ctx["w4"] and self.node.kernel == "gemm4dsp"
+        ctx["shared"] = ["nncc_qgemm4_loop"] if ctx["widened"] else []
+        ctx["shared_needs"] = {"qgemm4_loop": ctx["widened"] and ctx["K"] * ctx["N"] >= GEMM4_LOOP_MACS}
         return ctx
 
     def const_layouts(self, ins, outs):
         return {1: gemm4_weights} if self.context(ins, outs)["w4"] else {}
+
+    def workspace_bytes(self, ins, outs, kernel="direct"):
+        if kernel == "gemm4dsp" and self.gemm4_fits(ins):
+            return 2 * ins[1].shape[1]  # one input row widened to int16 pairs
+        return super().workspace_bytes(ins, outs, kernel)
 
     @staticmethod
     def gemm4_fits(ins) -> bool:
@@ -324,6 +331,9 @@ class QGemm(_QMixin, Op):
 # into its model (and every QGemm layer of the model then uses it) rather than running its own
 # 2-output loop in C: KWS's 64 x 12 layer alone would gain ~700 cycles for ~200 bytes of code.
 GEMM4_LOOP_MACS = 4096
+# QGemm kernels that read gemm4_weights(): "gemm4" (ARMv6-M: 4 rows at a time in C) and
+# "gemm4dsp" (DSP cores: the input row widened into the workspace, nncc_qgemm4_loop)
+GEMM4_KERNELS = ("gemm4", "gemm4dsp")
 
 
 def gemm4_weights(w: np.ndarray) -> np.ndarray:

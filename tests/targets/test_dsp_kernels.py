@@ -529,8 +529,9 @@ def gemm_chain(tmp_path, dims, seed):
 @pytest.mark.parametrize("target,opt", [("cortex-m4", ""), ("cortex-m4", "-Os"), ("cortex-m4", "-O0"),
                                         ("cortex-m4", "-fno-omit-frame-pointer"), ("cortex-m0plus", "")])
 def test_gemm4(tmp_path, dims, loop, target, opt):
-    """Fully connected layers with the "gemm4" kernel (weights interleaved by 4 rows: the Arm
-    targets' choice) over K = 16 t + 4, 8, 12 and 16 t (nncc_qgemm4_loop entered at each step)
+    """Fully connected layers with the "gemm4" kernels (weights interleaved by 4 rows: the Arm
+    targets' choice; "gemm4dsp" on DSP cores, the input row widened into its workspace) over
+    K = 16 t + 4, 8, 12 and 16 t (nncc_qgemm4_loop entered at each step)
     and N = 6 (not a whole block: the rows as they are). With a layer of 4,096 MACs the model has
     the shared loop and every gemm4 layer calls it (also built for size); without, they run the C
     2-output loop, as they do unoptimized or with a frame pointer (NNCC_NO_ASM14). The target's project built on the host
@@ -540,9 +541,13 @@ def test_gemm4(tmp_path, dims, loop, target, opt):
     quant = QuantOptions(samples=samples(xs, 6, 0))
     need(target)
     res = firmware.compile_firmware(path, tmp_path / "fw", target, build_elf=False, quant=quant)
-    kernels = [r["kernel"] for r in res.report["layers"]]
-    assert kernels == ["gemm4"] * (len(dims) - 2) + ["direct"], kernels
+    kernel = "gemm4" if target == "cortex-m0plus" else "gemm4dsp"  # DSP cores: a widened row
+    layers = res.report["layers"]
+    assert [r["kernel"] for r in layers] == [kernel] * (len(dims) - 2) + ["direct"], layers
+    assert [r["workspace_bytes"] for r in layers] == [2 * k if kernel == "gemm4dsp" else 0
+                                                      for k in dims[:-2]] + [0]
     code = next(res.out_dir.glob(f"{res.report['model']}.c")).read_text()
+    loop = loop and kernel == "gemm4dsp"
     assert ("static void nncc_qgemm4_loop(void)" in code) == loop
     if loop:
         calls = re.findall(r'"bl (nncc_qgemm4_loop\w*)"', code)
