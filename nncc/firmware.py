@@ -312,8 +312,8 @@ def summary(res: Compiled) -> str:
                    f"(stack {r['stack_bytes']:,} B); `make -C {res.out_dir} run` runs it in QEMU")
 
 
-# the firmware's line when run() failed NNCC_GUARD's check (templates/firmware/main.c.j2)
-GUARD_FAILED = re.compile(r"_run returned an error: 1(\d\d\d)\b")
+# the firmware's line when run() returned an error (templates/firmware/main.c.j2, NNCC_GUARD)
+RUN_ERROR = re.compile(r"_run returned an error: (\d+)")
 
 
 def validate_on_target(model_path, samples, rtol: float, atol: float, use_ort: bool, target: str,
@@ -325,13 +325,12 @@ def validate_on_target(model_path, samples, rtol: float, atol: float, use_ort: b
     with tempfile.TemporaryDirectory(prefix="nncc-validate-") as tmp:
         res, samples, rr = run_on_target(model_path, samples, target, Path(tmp) / "proj", guard=True,
                                          **compile_args)
-        guard = GUARD_FAILED.search(rr.stdout)
-        if guard:
-            raise BuildError(f"on {target}, layer {int(guard.group(1))} (in run()'s order) wrote "
-                             f"outside its output and scratch in the arena (NNCC_GUARD)")
+        from .host import HostModel, guard_failure
+        err = RUN_ERROR.search(rr.stdout)
+        if err and guard_failure(int(err.group(1))):
+            raise BuildError(f"on {target}, {guard_failure(int(err.group(1)))}")
         if " wrote past output " in rr.stdout:
             raise BuildError(f"on {target}, the model wrote past an output buffer (NNCC_GUARD)")
-        from .host import HostModel
         host = HostModel(res.out_dir, res.report)
         try:
             expected = [host.run(s) for s in samples]

@@ -27,6 +27,14 @@ GUARD_FAILED = 1000  # runtime_c/nncc_runtime.h NNCC_GUARD_FAILED
 CANARY = 64  # bytes after each output buffer that the model must leave as they are
 
 
+def guard_failure(status: int) -> str | None:
+    """What NAME_run()'s status says when an NNCC_GUARD build's check failed, else None."""
+    if status < GUARD_FAILED:
+        return None
+    return (f"layer {status - GUARD_FAILED} (in run()'s order) wrote outside its output and "
+            f"scratch in the arena (NNCC_GUARD)")
+
+
 class HostModel:
     """A compiled project loaded into this process. It is built with NNCC_GUARD (templates/
     model.c.j2): run() checks that each layer writes only where the memory plan lets it, and
@@ -61,9 +69,8 @@ class HostModel:
         args = [self.ffi.from_buffer(f"{t['ctype']}[]", a)
                 for t, a in zip(self.inputs + self.outputs, ins + outs)]
         status = self._run(*args)
-        if status >= GUARD_FAILED:
-            raise BuildError(f"{self.prefix}_run: layer {status - GUARD_FAILED} (in run()'s order) wrote "
-                             f"outside its output and scratch in the arena")
+        if guard_failure(status):
+            raise BuildError(f"{self.prefix}_run: {guard_failure(status)}")
         if status != 0:
             raise BuildError(f"{self.prefix}_run returned {status}")
         for t, b in zip(self.outputs, bufs):
