@@ -238,6 +238,7 @@ def shared_context(op, ctx: dict, ins, outs, kernel: str | None = None) -> dict:
     dw3_row = kind == "dw3" and ctx["scaling"] == "fixed" and add["qa"] is None
     # a 3x3 window at stride 1 across: quads inside the input widened straight from it
     widen3 = kind == "mm" and g["k"][1:] == (3, 3) and g["s"][2] == g["d"][2] == 1
+    widen3s2 = kind == "mm" and g["k"][1:] == (3, 3) and g["s"][2] == 2 and g["d"][2] == 1
     parts += {"mm": ["nncc_qconv_col", "nncc_qconv_widen", "nncc_qconv_widen3", "nncc_qconv_mm_sums",
                      "nncc_qconv_mm_px", outs, f"{fn}_portable", fn],
               "dw3": ["nncc_qconv_dw3_sums"] + ["nncc_qconv_dw3_row"] * dw3_row + [outs, fn],
@@ -252,10 +253,16 @@ def shared_context(op, ctx: dict, ins, outs, kernel: str | None = None) -> dict:
              "qadd_table": add["qa"] is not None and bool(add["qa"]["fast"]),
              "col_three": kind == "mm" and g["k"][2] == 3 and g["s"][2] == g["d"][2] == 1,
              "widen3": widen3,
-             "widen3s2": kind == "mm" and g["k"][1:] == (3, 3) and g["s"][2] == 2 and g["d"][2] == 1
-             and ctx["C"] % 2 == 0,
+             "widen3s2": widen3s2,
+             # nncc_qconv_col()'s own ways for quads inside the input, but for a 1x1 layer widened
+             # from its input (C % 4 == 0: only a plane's short last quad is gathered) and a
+             # stride-2 3x3 one whose quads are all on one row (nncc_qconv_widen3s2())
+             "col_inside": kind == "mm" and not (unit and ctx["C"] % 4 == 0)
+             and not (widen3s2 and g["o"][2] % 4 == 0),
              "mm_px": q8_outs and add["qa"] is None and g["o"][1] * g["o"][2] % 4 in (1, 2),
-             "col_s2k3": kind == "mm" and g["k"][2] == 3 and g["s"][2] == 2 and g["d"][2] == 1}
+             # (3x3 windows: every quad this path gathers, nncc_qconv_widen3s2() widens instead)
+             "col_s2k3": kind == "mm" and g["k"][1] != 3 and g["k"][2] == 3 and g["s"][2] == 2
+             and g["d"][2] == 1}
     return {"shared": parts, "shared_fn": fn, "shared_needs": needs, "shared_out": out, "shared_qadd": qadd_fn,
             "shared_outs": outs, "shared_kind": kind,
             "shared_scratch": bool(scratch), "shared_ob": ob, "shared_inplace": kernel.endswith("_inplace"),

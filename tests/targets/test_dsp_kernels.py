@@ -150,15 +150,17 @@ def test_dsp_mm_px(tmp_path, hw):
                                             (2, (9, 16), {"pads": [0, 0, 1, 1]}, "-O0"),
                                             (6, (7, 19), {}, ""), (4, (8, 18), {"dilations": [2, 1]}, ""),
                                             (4, (9, 15), {"pads": [0, 0, 1, 2]}, ""),
-                                            (3, (9, 16), {"pads": [0, 0, 1, 1]}, "")])
+                                            (3, (9, 16), {"pads": [0, 0, 1, 1]}, ""),
+                                            (3, (9, 16), {"pads": [0, 0, 1, 1]}, "-O0"),
+                                            (1, (7, 19), {}, ""), (5, (8, 18), {"dilations": [2, 1]}, "")])
 def test_dsp_widen3s2(tmp_path, c, hw, attrs, opt):
     """3x3 layers of stride 2 across whose quads are widened straight from the input
-    (nncc_qconv_widen3s2(), an even C): inside it, at the left and right edges with one column
-    of pad (the byte before or after the row read, its terms then zeroed) but not where that byte
-    is outside the input, quads with two pad columns on the right, on two rows, or at the bottom
-    (gathered); vertical dilation;
-    unoptimized (no assembly: all gathered); an odd C gathered throughout. The host equals the
-    integer reference and QEMU the host."""
+    (nncc_qconv_widen3s2()): inside it, at the left and right edges with one column of pad (the
+    byte before or after the row read, its terms then zeroed) but not where that byte is outside
+    the input, quads with two pad columns on the right, on two rows, or at the bottom (gathered);
+    vertical dilation; an odd C (its last row alone: 2 tap pairs, the second with the pad tap),
+    one channel; unoptimized (no assembly: all gathered). The host equals the integer reference
+    and QEMU the host."""
     xs = (1, c, *hw)
     rng = np.random.default_rng(51 + c)
     n, i = conv(rng, "a", "x", "y", (5, c, 3, 3), True, **{"pads": [1, 1, 1, 1], "strides": [2, 2], **attrs})
@@ -166,9 +168,31 @@ def test_dsp_widen3s2(tmp_path, c, hw, attrs, opt):
     res = build(path, tmp_path / "host", samples(xs, 6, 0))
     check_exact(res, samples(xs, 3, 1))
     code = next(res.out_dir.glob("*.c")).read_text()
-    assert ("w3s2 && nncc_qconv_widen3s2(p, xn, px, nzp, xw)" in code) == (c % 2 == 0)
+    assert "!direct && nncc_qconv_widen3s2(p, xn, px, nzp, xw)" in code
+    # quads on two rows (outputs across not a multiple of 4) keep nncc_qconv_col()'s inside way
+    pads = {"pads": [1, 1, 1, 1], **attrs}["pads"]
+    assert ("if (inside)" in code) == (((hw[1] + pads[1] + pads[3] - 3) // 2 + 1) % 4 != 0)
     need("cortex-m4")
     m4_equals_host(tmp_path, path, QuantOptions(samples=samples(xs, 6, 0)), samples(xs, 3, 2), opt)
+
+
+def test_dsp_col_outside_only(tmp_path):
+    """A model whose every quad inside the input is widened from it: a 1x1 layer of 4 channels
+    (63 pixels: its short last quad gathered) and a 3x3 stride-2 layer of 3 channels whose quads
+    are all on one row (4 outputs across; a row of pad above and below: the top and bottom
+    rows' quads gathered). nncc_qconv_col() keeps only its general way; the outputs are the
+    same."""
+    xs = (1, 4, 7, 9)
+    nodes, inits = conv_chain(np.random.default_rng(57), [
+        ("a", "x", "a", (3, 4, 1, 1), {}),
+        ("b", "a", "y", (5, 3, 3, 3), {"strides": [2, 2], "pads": [1, 0, 1, 1]})])
+    path = save(make_model(nodes, [("x", xs)], [("y", None)], inits), tmp_path)
+    res = build(path, tmp_path / "host", samples(xs, 6, 0))
+    check_exact(res, samples(xs, 3, 1))
+    code = next(res.out_dir.glob("*.c")).read_text()
+    assert "nncc_qconv_widen3s2(p, xn, px, nzp, xw)" in code and "if (inside)" not in code
+    need("cortex-m4")
+    m4_equals_host(tmp_path, path, QuantOptions(samples=samples(xs, 6, 0)), samples(xs, 3, 2))
 
 
 def structs(code: str, kind: str = "qconv") -> list[dict]:
@@ -327,13 +351,14 @@ def test_dsp_mm_one_step(tmp_path):
 
 def test_dsp_gather_3x3(tmp_path):
     """The gatherer's rows of 3 taps: inside the input at stride 1 (4 pixels on a row: a tap's
-    inputs one word; 3 rows a channel, or 2), at stride 2 (4 pixels on a row: the taps' words
-    from the row's 9 bytes by UXTB16; quads that straddle output rows) and above and below it
-    (pads on top and bottom only: whole rows); the same as the host."""
+    inputs one word; 3 rows a channel, or 2), at stride 2 (a 2x3 window, 4 pixels on a row: the
+    taps' words from the row's 9 bytes by UXTB16; quads that straddle output rows; a 3x3 window
+    is widened by nncc_qconv_widen3s2() instead) and above and below it (pads on top and bottom
+    only: whole rows); the same as the host."""
     xs = (1, 3, 13, 15)
     path = convs(tmp_path, xs, 14, [("a", "x", "a", (4, 3, 3, 3)),
                                     ("e", "a", "e", (4, 4, 2, 3)),
-                                    ("b", "e", "b", (5, 4, 3, 3), {"strides": [2, 2]}),
+                                    ("b", "e", "b", (5, 4, 2, 3), {"strides": [2, 2]}),
                                     ("c", "b", "y", (4, 5, 3, 3), {"pads": [1, 0, 1, 0]})])
     res = build(path, tmp_path / "host", samples(xs, 4, 0))
     code = next(res.out_dir.glob("*.c")).read_text()
