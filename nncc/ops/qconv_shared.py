@@ -252,6 +252,7 @@ def shared_context(op, ctx: dict, ins, outs, kernel: str | None = None) -> dict:
              "qadd_general": add["qa"] is not None and not add["qa"]["fast"],
              "qadd_table": add["qa"] is not None and bool(add["qa"]["fast"]),
              "col_three": kind == "mm" and g["k"][2] == 3 and g["s"][2] == g["d"][2] == 1,
+             "col_four": kind == "mm" and g["k"][2] == 4 and g["d"][2] == 1,
              "widen3": widen3,
              "widen3s2": widen3s2,
              # nncc_qconv_col()'s own ways for quads inside the input, but for a 1x1 layer widened

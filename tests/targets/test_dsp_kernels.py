@@ -367,6 +367,21 @@ def test_dsp_gather_3x3(tmp_path):
     m4_equals_host(tmp_path, path, QuantOptions(samples=samples(xs, 4, 0)), samples(xs, 2, 2))
 
 
+def test_dsp_gather_rows_of_4(tmp_path):
+    """The gatherer's rows of 4 adjacent taps at the border, a word each (KWS's first layer: a
+    10x4 window at stride 2 over one channel, padded as TensorFlow's "same"; then two channels):
+    pixels whose row is whole, cut by the left or right pad, or above and below the input; the
+    same as the host."""
+    xs = (1, 1, 21, 10)
+    path = convs(tmp_path, xs, 16, [("a", "x", "a", (2, 1, 10, 4), {"strides": [2, 2], "pads": [4, 1, 5, 1]}),
+                                    ("b", "a", "y", (4, 2, 4, 4), {"pads": [2, 1, 1, 2]})])
+    res = build(path, tmp_path / "host", samples(xs, 4, 0))
+    check_exact(res, samples(xs, 2, 1))
+    assert "whole rows of 4 adjacent taps" in next(res.out_dir.glob("*.c")).read_text()
+    need("cortex-m4")
+    m4_equals_host(tmp_path, path, QuantOptions(samples=samples(xs, 4, 0)), samples(xs, 2, 2))
+
+
 def test_dsp_gather_3x3_borders(tmp_path):
     """The gatherer at the border: pixel quads on one row at stride 1 (words shifted at the left
     or the right edge, rows above and below x_zp: nncc_qconv_col_row3()), at stride 2 (whole rows
