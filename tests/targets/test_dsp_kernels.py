@@ -562,14 +562,14 @@ def gemm_chain(tmp_path, dims, seed):
     return save(make_model(nodes, [("x", (1, dims[0]))], [("y", None)], inits), tmp_path)
 
 
-@pytest.mark.parametrize("dims,loop", [((20, 64, 64, 12, 8, 16, 6), True), ((20, 12, 8, 16, 6), False)])
+@pytest.mark.parametrize("dims,loop", [((36, 64, 64, 28, 24, 20, 16, 12, 8, 4, 6), True), ((20, 12, 8, 16, 6), False)])
 @pytest.mark.parametrize("target,opt", [("cortex-m4", ""), ("cortex-m4", "-Os"), ("cortex-m4", "-O0"),
                                         ("cortex-m4", "-fno-omit-frame-pointer"), ("cortex-m0plus", "")])
 def test_gemm4(tmp_path, dims, loop, target, opt):
     """Fully connected layers with the "gemm4" kernels (weights interleaved by 4 rows: the Arm
     targets' choice; "gemm4dsp" on DSP cores, the input row widened into its workspace) over
-    K = 16 t + 4, 8, 12 and 16 t (nncc_qgemm4_loop entered at each step)
-    and N = 6 (not a whole block: the rows as they are). With a layer of 4,096 MACs the model has
+    K = 32 t + 4 s for every s (nncc_qgemm4_loop entered at each of its 8 steps, a turn of 32
+    inputs after) and N = 6 (not a whole block: the rows as they are). With a layer of 4,096 MACs the model has
     the shared loop and every gemm4 layer calls it (also built for size); without, they run the C
     2-output loop, as they do unoptimized or with a frame pointer (NNCC_NO_ASM14). The target's project built on the host
     equals the integer reference, and QEMU equals the host."""
@@ -588,7 +588,7 @@ def test_gemm4(tmp_path, dims, loop, target, opt):
     assert ("static void nncc_qgemm4_loop(void)" in code) == loop
     if loop:
         calls = re.findall(r'"bl (nncc_qgemm4_loop\w*)"', code)
-        assert calls == ["nncc_qgemm4_loop_1", "nncc_qgemm4_loop", "nncc_qgemm4_loop", "nncc_qgemm4_loop_3",
-                         "nncc_qgemm4_loop_2"], calls
+        assert calls == ["nncc_qgemm4_loop_1", "nncc_qgemm4_loop", "nncc_qgemm4_loop"] + [
+            f"nncc_qgemm4_loop_{s}" for s in range(7, 1, -1)], calls
     check_exact(res, samples(xs, 3, 1))  # the portable gemm4 loops, compiled for the host
     m4_equals_host(tmp_path, path, quant, samples(xs, 3, 2), opt, target)
