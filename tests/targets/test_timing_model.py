@@ -36,6 +36,9 @@ CASES = [
     ("VPUSH and VPOP of 2 single registers (1 + N each)", 3 + 3),
     ("LDR at an odd address, LDR at 2 mod 4, LDRH and LDRB at an odd one: +2, +1, +1, none",
      2 + 2 + 1 + 1 + 1 + 1 + 1),
+    # runs too long for one translated block: QEMU cuts them where the core sees no break
+    ("400 LDR, independent: all but the first pipelined", 2 + 399),
+    ("200 times ADD then LDR from its result: a stall each", 200 * (1 + 2 + 1)),
 ]
 
 
@@ -58,7 +61,7 @@ def test_cycles_follow_the_manual(tmp_path):
     got = {name: c - c0 for (name, _), (_, c) in zip(CASES, cases)}
     assert got == dict(CASES)
     # the instruction counts of the same runs: the model saw every instruction
-    assert [n - n0 for n, _ in cases] == [4, 3, 4, 2, 3, 2, 2, 4, 1 + 4 * 2, 4, 3, 3, 3, 2, 4]
+    assert [n - n0 for n, _ in cases] == [4, 3, 4, 2, 3, 2, 2, 4, 1 + 4 * 2, 4, 3, 3, 3, 2, 4, 400, 400]
 
 
 def test_cycles_only_where_a_model_exists(tmp_path):

@@ -6,6 +6,10 @@
  * translated block's cost is summed once at translation, and a callback per executed block adds it,
  * plus the refill of a taken branch (the previous block ended in a branch and this block is not its
  * fall-through), and a callback per single load or store adds the penalty of an unaligned access.
+ * QEMU also ends blocks without a branch (a long straight run, cut where its translation buffer
+ * fills: sooner with this plugin's callbacks); the core sees one run, so a block entered by such a
+ * fall-through has its first instruction costed after the previous block's last one, not as after
+ * a branch.
  *   gcc -O2 -shared -fPIC insn_marks.c m4_timing.c -o libinsn_marks.so
  *   qemu-system-arm ... -plugin ./libinsn_marks.so,mark=0x1234[,timing=cortex-m4] -d plugin -D marks.log
  * Plugin API version 1 (QEMU 7.2). Debian ships QEMU with plugin support but without
@@ -63,19 +67,34 @@ static int timing;      /* timing=cortex-m4 given */
 static uint64_t cycles; /* the model's total */
 
 struct block {
-    uint64_t pc, fall; /* first instruction; the one after the last */
-    uint64_t cycles;   /* no branch taken */
-    int branch;        /* the last instruction may write the PC */
+    uint64_t pc, fall;    /* first instruction; the one after the last */
+    uint64_t cycles;      /* no branch taken, the first instruction as after a branch */
+    int branch;           /* the last instruction may write the PC */
+    struct m4_insn last;  /* the last instruction */
+    char *first;          /* the first one's disassembly */
+    int first_cycles;     /* its cost after a branch */
+    int fall_delta;       /* its cost after the code before it, less first_cycles (fall_known) */
+    int fall_known;
 };
-static const struct block *last_block;
+static struct block *last_block;
 
 static void on_block(unsigned int vcpu, void *udata)
 {
-    const struct block *b = udata;
+    struct block *b = udata;
     (void)vcpu;
     if (last_block && last_block->branch && b->pc != last_block->fall)
         cycles += M4_REFILL;
     cycles += b->cycles;
+    if (last_block && !last_block->branch && b->pc == last_block->fall) {
+        /* the same code always comes before pc: its cost is worked out once */
+        if (!b->fall_known) {
+            struct m4_insn cur;
+            m4_cost(b->first, &cur, &last_block->last);
+            b->fall_delta = cur.cycles - b->first_cycles;
+            b->fall_known = 1;
+        }
+        cycles += (uint64_t)(int64_t)b->fall_delta;
+    }
     last_block = b;
 }
 
@@ -99,6 +118,12 @@ static void add_timing(struct qemu_plugin_tb *tb, size_t n)
         struct qemu_plugin_insn *insn = qemu_plugin_tb_get_insn(tb, i);
         char *text = qemu_plugin_insn_disas(insn);
         m4_cost(text ? text : "", &cur, &prev);
+        if (i == 0) {
+            b->first = strdup(text ? text : "");
+            b->first_cycles = cur.cycles;
+            if (!b->first)
+                abort();
+        }
         free(text);
         b->cycles += (uint64_t)cur.cycles;
         if (cur.kind == M4_LOAD || cur.kind == M4_STORE)
@@ -110,6 +135,7 @@ static void add_timing(struct qemu_plugin_tb *tb, size_t n)
             b->fall = qemu_plugin_insn_vaddr(insn) + qemu_plugin_insn_size(insn);
     }
     b->branch = cur.branch;
+    b->last = cur;
     qemu_plugin_register_vcpu_tb_exec_cb(tb, on_block, QEMU_PLUGIN_CB_NO_REGS, b);
 }
 

@@ -31,5 +31,7 @@ int main(void)
     CASE("vadd.f32 s0, s1, s2\n\tvmla.f32 s0, s1, s2\n\tvldr s1, [sp]\n\t");
     CASE("vpush {s0, s1}\n\tvpop {s0, s1}\n\t");
     CASE("ldr r0, [sp, #1]\n\tldr r1, [sp, #2]\n\tldrh r2, [sp, #1]\n\tldrb r3, [sp, #1]\n\t");
+    CASE(".rept 400\n\tldr r0, [sp]\n\t.endr\n\t");
+    CASE(".rept 200\n\tadd r0, sp, #4\n\tldr r1, [r0]\n\t.endr\n\t");
     return 0;
 }
