@@ -261,6 +261,10 @@ def shared_context(op, ctx: dict, ins, outs, kernel: str | None = None) -> dict:
              "col_inside": kind == "mm" and not (unit and ctx["C"] % 4 == 0)
              and not (widen3s2 and g["o"][2] % 4 == 0),
              "mm_px": q8_outs and add["qa"] is None and g["o"][1] * g["o"][2] % 4 in (1, 2),
+             # a short quad nncc_qconv_mm_sums() outputs into the scratch: 3 pixels, or 1 or 2
+             # with a fused QAdd (else nncc_qconv_mm_px() takes them)
+             "mm_short": q8_outs and (g["o"][1] * g["o"][2] % 4 == 3
+                                      or (add["qa"] is not None and g["o"][1] * g["o"][2] % 4 != 0)),
              # (3x3 windows: every quad this path gathers, nncc_qconv_widen3s2() widens instead)
              "col_s2k3": kind == "mm" and g["k"][1] != 3 and g["k"][2] == 3 and g["s"][2] == 2
              and g["d"][2] == 1}

@@ -192,6 +192,23 @@ def test_dsp_col_outside_only(tmp_path):
     m4_equals_host(tmp_path, path, QuantOptions(samples=samples(xs, 6, 0)), samples(xs, 3, 2))
 
 
+@pytest.mark.parametrize("hw,short", [((5, 7), True), ((5, 5), False), ((6, 3), False)])
+def test_dsp_mm_short_quad(tmp_path, hw, short):
+    """A plane whose last quad has 3 pixels (35): nncc_qconv_mm_sums() writes its outputs to the
+    scratch and they are copied out; with 1 or 2 (25, 18) nncc_qconv_mm_px() takes them and the
+    scratch path is left out (k.needs "mm_short"). 1x1 and 3x3 layers; the same as the host."""
+    xs = (1, 4, *hw)
+    path = convs(tmp_path, xs, 59, [("a", "x", "a", (6, 4, 1, 1)),
+                                    ("b", "a", "y", (5, 6, 3, 3), {"pads": [1, 1, 1, 1]})])
+    res = build(path, tmp_path / "host", samples(xs, 6, 0))
+    check_exact(res, samples(xs, 3, 1))
+    code = next(res.out_dir.glob("*.c")).read_text()
+    assert ("int8_t *const qo = (int8_t *)acc;" in code) == short
+    assert ("nncc_qconv_mm_px(p, xw, x1, x2, kc, M, np, yn + px, plane);" in code) != short
+    need("cortex-m4")
+    m4_equals_host(tmp_path, path, QuantOptions(samples=samples(xs, 6, 0)), samples(xs, 3, 2))
+
+
 def structs(code: str, kind: str = "qconv") -> list[dict]:
     """The values of each layer's nncc_qconv_params (or nncc_qadd_params) struct, by field (a
     QAdd's table pointer as its text: its array's name, or 0)."""
