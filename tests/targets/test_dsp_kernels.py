@@ -302,6 +302,22 @@ def test_dsp_dw3_rows(tmp_path):
     m4_equals_host(tmp_path, path, QuantOptions(samples=samples(xs, 4, 0)), samples(xs, 2, 2))
 
 
+@pytest.mark.parametrize("iw", [4, 7, 8, 9, 11, 16, 17])
+def test_dsp_dw3_band_rows(tmp_path, iw):
+    """The input rows a 3x3 depthwise layer copies into its padded buffer, by their width: 4 to 7
+    (the first 4 bytes and the last 4), 8 (one 8-byte step), 9 to 17 (8-byte steps, then the last
+    8 overlapping); at stride 1 and 2 across, the pad columns left as x_zp: the same outputs as
+    the host."""
+    need("cortex-m4")
+    xs = (1, 3, 6, iw)
+    path = convs(tmp_path, xs, 63, [("a", "x", "a", (3, 1, 3, 3), {"group": 3, "pads": [1, 1, 1, 1]}),
+                                    ("b", "a", "y", (3, 1, 3, 3), {"group": 3, "strides": [1, 2],
+                                                                   "pads": [1, 0, 1, 1]})])
+    res = build(path, tmp_path / "host", samples(xs, 4, 0))
+    check_exact(res, samples(xs, 2, 1))
+    m4_equals_host(tmp_path, path, QuantOptions(samples=samples(xs, 4, 0)), samples(xs, 2, 2))
+
+
 def test_dsp_dw3_one_wide(tmp_path):
     """A 3x3 depthwise layer one output wide at stride 1 (nncc_qconv_dw3_row() takes two or more
     a row) goes through the scalar sums, and its rows through nncc_qconv_dw3_row() where wider
