@@ -253,6 +253,8 @@ def shared_context(op, ctx: dict, ins, outs, kernel: str | None = None) -> dict:
              "qadd_table": add["qa"] is not None and bool(add["qa"]["fast"]),
              "col_three": kind == "mm" and g["k"][2] == 3 and g["s"][2] == g["d"][2] == 1,
              "col_four": kind == "mm" and g["k"][2] == 4 and g["d"][2] == 1,
+             # nncc_qconv_col()'s dilations as the layer's (else 1: no division by them)
+             "col_dilated": kind == "mm" and max(g["d"][1:]) > 1,
              "widen3": widen3,
              "widen3s2": widen3s2,
              # nncc_qconv_col()'s own ways for quads inside the input, but for a 1x1 layer widened

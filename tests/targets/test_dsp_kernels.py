@@ -121,6 +121,8 @@ def test_dsp_widen3(tmp_path, c, hw, attrs, opt):
     check_exact(res, samples(xs, 3, 1))
     code = next(res.out_dir.glob("*.c")).read_text()
     assert "nncc_qconv_widen3(p, xn, px, nzp, xw)" in code
+    # nncc_qconv_col() divides by the dilations only where a layer has one (k.needs)
+    assert ("const int dh = p->dh, dw = p->dw;" in code) == ("dilations" in attrs)
     need("cortex-m4")
     m4_equals_host(tmp_path, path, QuantOptions(samples=samples(xs, 6, 0)), samples(xs, 3, 2), opt)
 
