@@ -249,6 +249,8 @@ def shared_context(op, ctx: dict, ins, outs, kernel: str | None = None) -> dict:
              "mm_q8a": q8_outs and add["qa"] is not None, "mm_odd": q8_outs and ctx["M"] % 2 == 1,
              "mm_sums": kind == "mm" and not q8_outs,
              "dw3_scalar": kind == "dw3" and not (dw3_row and qp["q8"] and g["s"][2] <= 2 and g["o"][2] > 1),
+             # nncc_qconv_dw3_row2(): the rows of a layer of stride 2 across (DSP cores)
+             "dw3_row2": dw3_row and bool(qp["q8"]) and g["s"][2] == 2 and g["o"][2] > 1,
              "qadd_general": add["qa"] is not None and not add["qa"]["fast"],
              "qadd_table": add["qa"] is not None and bool(add["qa"]["fast"]),
              "col_three": kind == "mm" and g["k"][2] == 3 and g["s"][2] == g["d"][2] == 1,

@@ -338,6 +338,7 @@ def test_dsp_dw3_one_wide(tmp_path):
     check_exact(res, samples(xs, 2, 1))
     code = next(res.out_dir.glob("*.c")).read_text()
     assert "const int row = sw <= 2 && p->q8 && ow > 1;" in code
+    assert "nncc_qconv_dw3_row2" not in code  # no layer of stride 2 across (k.needs)
     m4_equals_host(tmp_path, path, QuantOptions(samples=samples(xs, 4, 0)), samples(xs, 2, 2))
 
 
