@@ -598,6 +598,17 @@ def gemm_chain(tmp_path, dims, seed):
     return save(make_model(nodes, [("x", (1, dims[0]))], [("y", None)], inits), tmp_path)
 
 
+@pytest.mark.parametrize("opt", ["", "-Os"])
+def test_gemm4_sums_past_a_call(tmp_path, opt):
+    """A "gemm4dsp" layer of shift scaling, whose requantization GCC calls rather than inlines
+    at -Os: the 4 sums nncc_qgemm4_loop leaves in r0..r3 are read before that call (it clobbers
+    r1..r3). QEMU equals the host."""
+    need("cortex-m4")
+    path = gemm_chain(tmp_path, (84, 96), 5)
+    quant = QuantOptions(samples=samples((1, 84), 6, 0), scaling="shift")
+    m4_equals_host(tmp_path, path, quant, samples((1, 84), 2, 2), opt)
+
+
 @pytest.mark.parametrize("dims,loop", [((36, 64, 64, 28, 24, 20, 16, 12, 8, 4, 6), True), ((20, 12, 8, 16, 6), False)])
 @pytest.mark.parametrize("target,opt", [("cortex-m4", ""), ("cortex-m4", "-Os"), ("cortex-m4", "-O0"),
                                         ("cortex-m4", "-fno-omit-frame-pointer"), ("cortex-m0plus", "")])
