@@ -105,14 +105,17 @@ def test_dsp_mm_fused_qadd(tmp_path, m):
                                             (2, (6, 5), {"strides": [2, 1]}, ""),
                                             (6, (8, 8), {"dilations": [2, 1], "pads": [2, 1, 2, 1]}, ""),
                                             (4, (5, 10), {"pads": [1, 2, 1, 2]}, ""), (3, (6, 9), {}, ""),
-                                            (3, (6, 9), {}, "-O0"), (1, (5, 8), {}, "")])
+                                            (3, (6, 9), {}, "-O0"), (1, (5, 8), {}, ""),
+                                            (2, (4, 5), {"pads": [1, 2, 1, 0]}, "")])
 def test_dsp_widen3(tmp_path, c, hw, attrs, opt):
     """3x3 layers of stride 1 across whose quads are widened straight from the input
     (nncc_qconv_widen3()): inside it, at the left and right edges (the pad column read from the
     input's neighbouring bytes, its terms then zeroed), quads whose pad column would fall before
     or past the input, two columns of pad, and those on two rows or at the top and bottom
-    (gathered); vertical stride and dilation; an odd C (its last channel's 5 pairs alone), one
-    channel; unoptimized (its C form). The host equals the integer reference and QEMU the host."""
+    (gathered; with 2 pad columns left and none right, a quad that wraps to the next row is
+    adjacent in memory, and not a row's 4 pixels); vertical stride and dilation; an odd C (its
+    last channel's 5 pairs alone), one channel; unoptimized (its C form). The host equals the
+    integer reference and QEMU the host."""
     xs = (1, c, *hw)
     rng = np.random.default_rng(31 + c)
     n, i = conv(rng, "a", "x", "y", (5, c, 3, 3), True, **{"pads": [1, 1, 1, 1], **attrs})
@@ -144,6 +147,23 @@ def test_dsp_mm_px(tmp_path, hw):
     check_exact(res, samples(xs, 3, 1))
     code = next(res.out_dir.glob("*.c")).read_text()
     assert "nncc_qconv_mm_px(p, xw, x1, x2, kc, M, np, yn + px, plane);" in code
+    need("cortex-m4")
+    m4_equals_host(tmp_path, path, QuantOptions(samples=samples(xs, 6, 0)), samples(xs, 3, 2))
+
+
+def test_dsp_mm_px_after_a_layer_without_bias(tmp_path):
+    """nncc_qconv_mm_px() (a plane of 25 pixels: its last alone) is shared by the model's layers
+    with a bias; a layer without one, before them, neither calls it nor decides its text (it
+    reads the biases). The host equals the integer reference and QEMU the host, built with
+    -Werror."""
+    xs = (1, 4, 5, 5)
+    layers = [("a", "x", "a", (4, 4, 3, 3), {"pads": [1, 1, 1, 1]}, False), ("b", "a", "y", (5, 4, 1, 1), {})]
+    nodes, inits = conv_chain(np.random.default_rng(43), layers)
+    path = save(make_model(nodes, [("x", xs)], [("y", None)], inits), tmp_path)
+    res = build(path, tmp_path / "host", samples(xs, 6, 0))
+    check_exact(res, samples(xs, 3, 1))
+    code = next(res.out_dir.glob("*.c")).read_text()
+    assert code.count("nncc_qconv_mm_px(p, xw, x1, x2, kc, M, np, yn + px, plane);") == 1
     need("cortex-m4")
     m4_equals_host(tmp_path, path, QuantOptions(samples=samples(xs, 6, 0)), samples(xs, 3, 2))
 
