@@ -327,8 +327,9 @@ def validate_on_target(model_path, samples, rtol: float, atol: float, use_ort: b
                                          **compile_args)
         from .host import HostModel, guard_failure
         err = RUN_ERROR.search(rr.stdout)
-        if err and guard_failure(int(err.group(1))):
-            raise BuildError(f"on {target}, {guard_failure(int(err.group(1)))}")
+        failure = guard_failure(int(err.group(1))) if err else None
+        if failure:
+            raise BuildError(f"on {target}, {failure}")
         if " wrote past output " in rr.stdout:
             raise BuildError(f"on {target}, the model wrote past an output buffer (NNCC_GUARD)")
         host = HostModel(res.out_dir, res.report)

@@ -239,6 +239,9 @@ def shared_context(op, ctx: dict, ins, outs, kernel: str | None = None) -> dict:
     # a 3x3 window at stride 1 across: quads inside the input widened straight from it
     widen3 = kind == "mm" and g["k"][1:] == (3, 3) and g["s"][2] == g["d"][2] == 1
     widen3s2 = kind == "mm" and g["k"][1:] == (3, 3) and g["s"][2] == 2 and g["d"][2] == 1
+    # a 3x3 depthwise layer's rows by nncc_qconv_dw3_row() / _row2() (DSP cores)
+    dw3_rows = dw3_row and bool(qp["q8"]) and g["s"][2] <= 2 and g["o"][2] > 1
+    tail = g["o"][1] * g["o"][2] % 4  # the pixels of a plane's short last quad (0: none)
     parts += {"mm": ["nncc_qconv_col", "nncc_qconv_widen", "nncc_qconv_widen3", "nncc_qconv_mm_sums",
                      "nncc_qconv_mm_px", outs, f"{fn}_portable", fn],
               "dw3": ["nncc_qconv_dw3_sums"] + ["nncc_qconv_dw3_row"] * dw3_row + [outs, fn],
@@ -248,9 +251,8 @@ def shared_context(op, ctx: dict, ins, outs, kernel: str | None = None) -> dict:
     needs = {"requant_general": ctx["scaling"] != "fixed" or not qp["q8"], "mm_q8": q8_outs,
              "mm_q8a": q8_outs and add["qa"] is not None, "mm_odd": q8_outs and ctx["M"] % 2 == 1,
              "mm_sums": kind == "mm" and not q8_outs,
-             "dw3_scalar": kind == "dw3" and not (dw3_row and qp["q8"] and g["s"][2] <= 2 and g["o"][2] > 1),
-             # nncc_qconv_dw3_row2(): the rows of a layer of stride 2 across (DSP cores)
-             "dw3_row2": dw3_row and bool(qp["q8"]) and g["s"][2] == 2 and g["o"][2] > 1,
+             "dw3_scalar": kind == "dw3" and not dw3_rows,
+             "dw3_row2": dw3_rows and g["s"][2] == 2,
              "qadd_general": add["qa"] is not None and not add["qa"]["fast"],
              "qadd_table": add["qa"] is not None and bool(add["qa"]["fast"]),
              "col_three": kind == "mm" and g["k"][2] == 3 and g["s"][2] == g["d"][2] == 1,
@@ -264,11 +266,10 @@ def shared_context(op, ctx: dict, ins, outs, kernel: str | None = None) -> dict:
              # stride-2 3x3 one whose quads are all on one row (nncc_qconv_widen3s2())
              "col_inside": kind == "mm" and not (unit and ctx["C"] % 4 == 0)
              and not (widen3s2 and g["o"][2] % 4 == 0),
-             "mm_px": q8_outs and add["qa"] is None and g["o"][1] * g["o"][2] % 4 in (1, 2),
+             "mm_px": q8_outs and add["qa"] is None and tail in (1, 2),
              # a short quad nncc_qconv_mm_sums() outputs into the scratch: 3 pixels, or 1 or 2
              # with a fused QAdd (else nncc_qconv_mm_px() takes them)
-             "mm_short": q8_outs and (g["o"][1] * g["o"][2] % 4 == 3
-                                      or (add["qa"] is not None and g["o"][1] * g["o"][2] % 4 != 0)),
+             "mm_short": q8_outs and (tail == 3 or (add["qa"] is not None and tail != 0)),
              # (3x3 windows: every quad this path gathers, nncc_qconv_widen3s2() widens instead)
              "col_s2k3": kind == "mm" and g["k"][1] != 3 and g["k"][2] == 3 and g["s"][2] == 2
              and g["d"][2] == 1}
