@@ -11,6 +11,8 @@ import numpy as np
 import pytest
 from onnx import helper
 
+from nncc.errors import ShapeError
+from nncc.ops._spatial import _out_len
 from nncc.quant.quantize import QuantOptions
 from tests.quant.qutil import build, check_exact, conv, samples
 from tests.targets.test_dsp_kernels import gemm_chain, m4_equals_host
@@ -23,10 +25,6 @@ KERNELS = [(3, 3)] * 4 + [(1, 1)] * 3 + [(2, 2), (5, 5), (1, 3), (3, 1), (10, 4)
 CHANNELS = [1, 2, 3, 4, 5, 7, 8, 12, 16, 17, 24, 33]
 
 
-def _out(n: int, k: int, s: int, d: int, p0: int, p1: int) -> int:
-    return (n + p0 + p1 - d * (k - 1) - 1) // s + 1
-
-
 def _layer(rng, c: int, h: int, w: int, depthwise: bool):
     """(weight shape, attributes, output channels, oh, ow) of a random conv of a c x h x w
     input, or None when its window does not fit."""
@@ -35,10 +33,12 @@ def _layer(rng, c: int, h: int, w: int, depthwise: bool):
     d = [int(v) for v in rng.choice([1, 1, 1, 2], 2)]
     pads = [int(v) for v in rng.integers(0, 3, 4)] if rng.random() < 0.6 else \
         [(k[0] - 1) // 2, (k[1] - 1) // 2, k[0] // 2, k[1] // 2]
-    oh = _out(h, k[0], s[0], d[0], pads[0], pads[2])
-    ow = _out(w, k[1], s[1], d[1], pads[1], pads[3])
-    if oh < 1 or ow < 1 or max(pads[0], pads[2]) >= d[0] * (k[0] - 1) + 1 \
-            or max(pads[1], pads[3]) >= d[1] * (k[1] - 1) + 1:
+    if max(pads[0], pads[2]) >= d[0] * (k[0] - 1) + 1 or max(pads[1], pads[3]) >= d[1] * (k[1] - 1) + 1:
+        return None
+    try:
+        oh = _out_len(h, k[0], s[0], d[0], pads[0], pads[2], False)
+        ow = _out_len(w, k[1], s[1], d[1], pads[1], pads[3], False)
+    except ShapeError:  # the window does not fit the padded input
         return None
     m = c if depthwise else int(rng.choice(CHANNELS))
     attrs = {"pads": pads, "strides": s, "dilations": d, **({"group": c} if depthwise else {})}
